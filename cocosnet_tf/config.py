@@ -1,0 +1,410 @@
+"""Typed, validated configuration: YAML files in configs/ plus `--set section.key=value`.
+
+Every section is a dataclass; `load_config` checks every key against the dataclass
+fields (unknown keys, wrong types and impossible values are `ConfigError`s that name
+the key and what is allowed) and `Config.validate` checks the values against each other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from cocosnet_tf.fileio import atomic_write_text
+
+# The generator's trunk starts at S/32 (five nearest-neighbour upsamplings), so both
+# sides of the image must be multiples of 32; 64 is the smallest size the U-Nets and the
+# coarsest correspondence level (S/8) still make sense at.
+SIZE_MULTIPLE = 32
+MIN_SIZE = 64
+MAX_SIZE = 2048
+
+# Synthetic scenes: background plus the object classes of cocosnet_tf.data.synthetic.
+SYNTHETIC_CLASSES = 8
+# DeepFashion pose maps: RGB skeleton + 17 limb distance maps (the official layout).
+POSE_CHANNELS = 20
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type or impossible."""
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+@dataclass
+class SyntheticConfig:
+    """The embedded procedural scenes (cocosnet_tf.data.synthetic)."""
+
+    num_samples: int = 2000  # samples per epoch; sample i is a pure function of (seed, i)
+    min_objects: int = 4
+    max_objects: int = 9
+    warp_strength: float = 1.0  # scales the affine and non-rigid parts of the exemplar warp
+    cross_scene_probability: float = 0.0  # exemplar from another layout (self_ref 0, no flow)
+
+
+@dataclass
+class SegmentationConfig:
+    """Image + label-map folders (ADE20K, COCO-Stuff, Cityscapes or custom layouts)."""
+
+    layout: Literal["custom", "ade20k", "cocostuff", "cityscapes"] = "custom"
+    image_dir: str = ""  # relative to data.root; the layout presets fill these in
+    label_dir: str = ""
+    instance_dir: str = ""  # optional instance-id maps -> boundary channel
+    label_offset: int = 0  # added to every label id (ADE20K: -1, so that 0 'other' -> -1)
+    dontcare_id: Optional[int] = None  # id (after the offset) that means "no label"
+
+
+@dataclass
+class EdgesConfig:
+    """Any folder of photos; the semantic input is their Canny edge map."""
+
+    image_dir: str = ""  # relative to data.root
+    canny_low: int = 50
+    canny_high: int = 150
+    blur_sigma: float = 1.0  # Gaussian blur before Canny, in pixels of the load size
+
+
+@dataclass
+class DeepFashionConfig:
+    """The official DeepFashion(HD) release: img/, pose/ and the official lists."""
+
+    image_list: str = ""  # train.txt / val.txt; empty: every image under img/ with keypoints
+    self_pair_list: str = "deepfashion_self_pair.txt"  # relative to data.root
+    ref_list: str = ""  # empty: deepfashion_ref.txt (train) / deepfashion_ref_test.txt (test)
+
+
+@dataclass
+class ExemplarConfig:
+    """Where each sample's exemplar comes from (not used by the synthetic scenes)."""
+
+    mode: Literal["pair_list", "pseudo", "random"] = "pseudo"
+    pair_list: str = ""  # lines "target,ref1,ref2,..." relative to data.root
+    pair_choice: Literal["first", "last", "random"] = "first"
+    pseudo_probability: float = 0.0  # in pair_list/random mode: chance of a pseudo-pair
+    warp_strength: float = 1.0  # geometric pseudo-pairs: scale of the random warp
+
+
+@dataclass
+class DataConfig:
+    dataset: Literal["synthetic", "segmentation", "edges", "deepfashion"] = "synthetic"
+    root: str = ""
+    phase: Literal["train", "test"] = "train"
+    crop_size: list[int] = field(default_factory=lambda: [128, 128])  # [H, W] fed to the net
+    load_size: Optional[list[int]] = None  # [H, W] after loading; default crop_size
+    flip: bool = False
+    scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    label_nc: int = SYNTHETIC_CLASSES  # classes, without the don't-care channel
+    contain_dontcare_label: bool = False
+    use_instance: bool = False
+    seed: int = 0
+    shuffle: bool = True  # a seeded permutation of the whole index, new each epoch
+    num_parallel_calls: int = -1  # -1: tf.data.AUTOTUNE
+    on_bad_sample: Literal["error", "skip"] = "error"
+    max_samples: int = 0  # 0: all
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    edges: EdgesConfig = field(default_factory=EdgesConfig)
+    deepfashion: DeepFashionConfig = field(default_factory=DeepFashionConfig)
+    exemplar: ExemplarConfig = field(default_factory=ExemplarConfig)
+
+    @property
+    def semantic_nc(self) -> int:
+        """Channels of the semantic map the network reads."""
+        if self.dataset == "deepfashion":
+            return POSE_CHANNELS
+        if self.dataset == "edges":
+            return 1
+        return self.label_nc + int(self.contain_dontcare_label) + int(self.use_instance)
+
+    @property
+    def load_hw(self) -> tuple[int, int]:
+        return tuple(self.load_size or self.crop_size)  # type: ignore[return-value]
+
+
+@dataclass
+class ModelConfig:
+    nef: int = 32  # domain-alignment U-Net width
+    ngf: int = 64  # generator width
+    ndf: int = 64  # discriminator width
+    corr_levels: int = 4  # correspondence levels: S/8 ... S (coarsest level dense)
+    temperature: float = 0.01
+    patchmatch_iterations: int = 5
+    topk: int = 16
+    sampling: Literal["bilinear", "nearest"] = "bilinear"
+    gru_hidden: int = 32
+    num_discriminators: int = 2
+    discriminator_layers: int = 4
+    inference_chunk: int = 0  # PatchMatch candidate evaluation chunk (positions); 0: whole
+
+
+@dataclass
+class LossConfig:
+    gan: float = 10.0
+    gan_feat: float = 10.0
+    vgg: float = 10.0
+    perceptual: float = 0.001
+    contextual: float = 10.0
+    warp_self: float = 500.0
+    warp_cycle: float = 1.0
+    alignment: float = 10.0
+    vgg_weights: str = ""  # .h5/.weights.h5 file; empty: Keras' cache
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 4  # global batch
+    steps: int = 1000
+    lr: float = 1e-4
+    beta1: float = 0.0
+    beta2: float = 0.9
+    mixed_precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
+    jit_compile: bool = False
+    logical_cpus: int = 0  # >1 splits the CPU into logical devices (multi-replica tests)
+    checkpoint_every: int = 500
+    log_every: int = 50
+    sample_every: int = 500
+
+
+@dataclass
+class ExportConfig:
+    model_name: str = "cocosnet"
+    version: int = 1
+    onnx_opset: int = 17
+    tolerance: float = 1e-4
+    fp16_tolerance: float = 5e-2
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    losses: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def validate(self) -> "Config":
+        _check_values(self)
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the resolved configuration (atomically)."""
+        atomic_write_text(path, self.to_yaml())
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML file (or the defaults), apply `section.key=value` overrides, validate."""
+    raw: dict = {}
+    if path is not None:
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file {path!r} does not exist")
+        with open(path, encoding="utf-8") as f:
+            try:
+                raw = yaml.safe_load(f) or {}
+            except yaml.YAMLError as err:
+                raise ConfigError(f"config file {path!r} is not valid YAML: {err}") from err
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {path!r} must hold a mapping of sections, got {type(raw).__name__}")
+    for item in overrides or []:
+        _apply_override(raw, item)
+    config = _build(Config, raw, "")
+    return config.validate()
+
+
+def _apply_override(raw: dict, item: str) -> None:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected section.key=value")
+    key, text = item.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) < 2 or not all(parts):
+        raise ConfigError(f"--set {item!r}: the key must be section.key (for example data.crop_size)")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {key}: cannot parse value {text!r}: {err}") from err
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {part!r} is a value, not a section")
+    node[parts[-1]] = value
+
+
+def _build(cls: type, raw: Any, where: str):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping of keys, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(_join(where, k) for k in unknown)}; "
+            f"allowed in {where or 'the top level'}: {', '.join(names)}"
+        )
+    values = {}
+    for name in names:
+        if name in raw:
+            values[name] = _coerce(hints[name], raw[name], _join(where, name))
+    return cls(**values)
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {', '.join(map(repr, args))}")
+        return value
+    if origin is list:
+        (item,) = args
+        if item is int and isinstance(value, int) and not isinstance(value, bool):
+            value = [value, value]  # a single size means a square
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list of {item.__name__}, got {value!r}")
+        return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"{key}: unsupported config type {hint}")  # a bug in this module
+
+
+# ----------------------------------------------------------------------------- values
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _check_size(size: list[int], key: str) -> None:
+    _require(len(size) == 2, key, f"expected [height, width], got {size}")
+    for side, name in zip(size, ("height", "width")):
+        _require(
+            MIN_SIZE <= side <= MAX_SIZE and side % SIZE_MULTIPLE == 0,
+            key,
+            f"{name} {side} cannot be taken by the network; allowed: multiples of "
+            f"{SIZE_MULTIPLE} from {MIN_SIZE} to {MAX_SIZE} (the generator starts at 1/{SIZE_MULTIPLE} size)",
+        )
+
+
+def _check_values(c: Config) -> None:
+    d = c.data
+    _check_size(d.crop_size, "data.crop_size")
+    if d.load_size is not None:
+        _require(len(d.load_size) == 2, "data.load_size", f"expected [height, width], got {d.load_size}")
+        _require(
+            all(MIN_SIZE <= s <= 4096 for s in d.load_size),
+            "data.load_size",
+            f"{d.load_size}: each side must be between {MIN_SIZE} and 4096",
+        )
+    _require(len(d.scale_range) == 2 and 0 < d.scale_range[0] <= d.scale_range[1],
+             "data.scale_range", f"expected [low, high] with 0 < low <= high, got {d.scale_range}")
+    load_h, load_w = d.load_hw
+    _require(
+        load_h * d.scale_range[0] >= d.crop_size[0] and load_w * d.scale_range[0] >= d.crop_size[1],
+        "data.load_size",
+        f"{[load_h, load_w]} scaled by data.scale_range[0]={d.scale_range[0]} is smaller than "
+        f"data.crop_size {d.crop_size}; the crop would not fit",
+    )
+    _require(d.label_nc >= 1, "data.label_nc", f"must be at least 1, got {d.label_nc}")
+    if d.dataset == "synthetic":
+        _require(
+            d.label_nc >= SYNTHETIC_CLASSES,
+            "data.label_nc",
+            f"{d.label_nc} is below the {SYNTHETIC_CLASSES} labels present in the synthetic scenes "
+            f"(background + {SYNTHETIC_CLASSES - 1} object classes); allowed: >= {SYNTHETIC_CLASSES}",
+        )
+        s = d.synthetic
+        _require(s.num_samples >= 1, "data.synthetic.num_samples", f"must be >= 1, got {s.num_samples}")
+        _require(1 <= s.min_objects <= s.max_objects <= 32, "data.synthetic.min_objects",
+                 f"need 1 <= min_objects ({s.min_objects}) <= max_objects ({s.max_objects}) <= 32")
+        _require(0.0 <= s.warp_strength <= 2.0, "data.synthetic.warp_strength",
+                 f"must be within [0, 2], got {s.warp_strength}")
+        _require(0.0 <= s.cross_scene_probability <= 1.0, "data.synthetic.cross_scene_probability",
+                 f"must be a probability, got {s.cross_scene_probability}")
+    else:
+        _require(bool(d.root), "data.root", f"the {d.dataset!r} dataset needs a root folder")
+    e = d.exemplar
+    _require(0.0 <= e.pseudo_probability <= 1.0, "data.exemplar.pseudo_probability",
+             f"must be a probability, got {e.pseudo_probability}")
+    _require(0.0 <= e.warp_strength <= 2.0, "data.exemplar.warp_strength",
+             f"must be within [0, 2], got {e.warp_strength}")
+    if d.dataset in ("segmentation", "edges") and e.mode == "pair_list":
+        _require(bool(e.pair_list), "data.exemplar.pair_list", "mode 'pair_list' needs a pair list file")
+    if d.dataset == "edges":
+        _require(0 <= d.edges.canny_low <= d.edges.canny_high, "data.edges.canny_low",
+                 f"need 0 <= canny_low ({d.edges.canny_low}) <= canny_high ({d.edges.canny_high})")
+    _require(d.num_parallel_calls == -1 or d.num_parallel_calls >= 1, "data.num_parallel_calls",
+             f"must be -1 (autotune) or >= 1, got {d.num_parallel_calls}")
+    _require(d.max_samples >= 0, "data.max_samples", f"must be >= 0, got {d.max_samples}")
+
+    m = c.model
+    _require(2 <= m.corr_levels <= 4, "model.corr_levels",
+             f"{m.corr_levels}: the domain-alignment U-Net has features at S/8, S/4, S/2 and S; allowed 2..4")
+    for key in ("nef", "ngf", "ndf", "gru_hidden", "topk", "num_discriminators", "discriminator_layers"):
+        value = getattr(m, key)
+        _require(value >= 1, f"model.{key}", f"must be >= 1, got {value}")
+    _require(m.patchmatch_iterations >= 0, "model.patchmatch_iterations",
+             f"must be >= 0, got {m.patchmatch_iterations}")
+    _require(m.temperature > 0, "model.temperature", f"must be > 0, got {m.temperature}")
+    _require(m.inference_chunk >= 0, "model.inference_chunk", f"must be >= 0, got {m.inference_chunk}")
+
+    for f in dataclasses.fields(LossConfig):
+        value = getattr(c.losses, f.name)
+        if isinstance(value, float):
+            _require(value >= 0, f"losses.{f.name}", f"loss weights must be >= 0, got {value}")
+
+    t = c.train
+    for key in ("batch_size", "steps", "checkpoint_every", "log_every", "sample_every"):
+        value = getattr(t, key)
+        _require(value >= 1, f"train.{key}", f"must be >= 1, got {value}")
+    _require(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
+    for key in ("beta1", "beta2"):
+        value = getattr(t, key)
+        _require(0 <= value < 1, f"train.{key}", f"must be in [0, 1), got {value}")
+    _require(t.logical_cpus >= 0, "train.logical_cpus", f"must be >= 0, got {t.logical_cpus}")
+
+    x = c.export
+    _require(x.version >= 1, "export.version", f"must be >= 1, got {x.version}")
+    _require(11 <= x.onnx_opset <= 21, "export.onnx_opset", f"allowed 11..21, got {x.onnx_opset}")
+    _require(x.tolerance > 0 and x.fp16_tolerance > 0, "export.tolerance", "tolerances must be > 0")

@@ -1,0 +1,100 @@
+"""File helpers: atomic writes and image reads that fail with the file's name."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class DataError(ValueError):
+    """A data file is missing, unreadable or inconsistent; the message names it."""
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary path beside `path`; rename it over `path` only on success."""
+    path = os.fspath(path)
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+
+def save_png(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write a uint8 HxW or HxWx3 array as PNG, atomically."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _open_image(path: str) -> Image.Image:
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: file does not exist")
+    try:
+        img = Image.open(path)
+        img.load()  # decode now, so that truncated files fail here and not later
+    except (OSError, SyntaxError, ValueError) as err:
+        raise DataError(f"{path}: unreadable or truncated image ({err})") from err
+    return img
+
+
+def read_rgb(path: str) -> np.ndarray:
+    """uint8 [H, W, 3]."""
+    return np.asarray(_open_image(path).convert("RGB"))
+
+
+def read_label_ids(path: str) -> np.ndarray:
+    """Integer class or instance ids [H, W] from a single-channel (or palette) image."""
+    img = _open_image(path)
+    if img.mode in ("RGB", "RGBA"):
+        arr = np.asarray(img)
+        if not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])):
+            raise DataError(f"{path}: label map is a colour image; expected one channel of class ids")
+        return arr[..., 0].astype(np.int64)
+    if img.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L"):
+        raise DataError(f"{path}: label map has mode {img.mode}; expected one channel of class ids")
+    return np.asarray(img).astype(np.int64)
+
+
+def list_images(folder: str) -> list[str]:
+    """Image files under `folder` (recursive), as paths relative to it, sorted."""
+    if not os.path.isdir(folder):
+        raise DataError(f"{folder}: folder does not exist")
+    found = []
+    for dirpath, _, files in os.walk(folder):
+        for name in files:
+            if name.lower().endswith(IMAGE_EXTENSIONS):
+                found.append(os.path.relpath(os.path.join(dirpath, name), folder))
+    return sorted(found)
