@@ -8,6 +8,7 @@ the key and what is allowed) and `Config.validate` checks the values against eac
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -264,6 +265,13 @@ def _build(cls: type, raw: Any, where: str):
     return cls(**values)
 
 
+def _parse_float(text: str, key: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{key}: expected a number, got {text!r}") from None
+
+
 def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else str(key)
 
@@ -298,8 +306,12 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):
+            value = _parse_float(value, key)  # YAML 1.1 reads 1e-4 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):

@@ -1,0 +1,44 @@
+"""What every command shares: `--config FILE` and repeated `--set section.key=value`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from cocosnet_tf.config import Config, ConfigError, load_config
+from cocosnet_tf.fileio import DataError
+
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo.yaml")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None,
+                        help="YAML configuration (default: configs/demo.yaml when present, else built-in defaults)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one configuration value, e.g. --set data.crop_size=[256,256]; repeatable")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    path = args.config
+    if path is None and os.path.isfile(DEFAULT_CONFIG):
+        path = DEFAULT_CONFIG
+    return load_config(path, args.overrides)
+
+
+def run(main_fn) -> None:
+    """Run a command body; configuration and data errors end it with one clear line."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    import tensorflow as tf
+
+    try:
+        main_fn()
+    except (ConfigError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except tf.errors.OpError as err:
+        # errors raised while tf.data loads a file arrive wrapped; keep the DataError line
+        lines = [line for line in str(err.message).splitlines() if "DataError" in line]
+        print(f"error: {lines[-1].strip() if lines else err.message}", file=sys.stderr)
+        sys.exit(2)

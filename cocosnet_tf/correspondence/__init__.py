@@ -1,0 +1,1 @@
+"""Domain-alignment U-Nets, dense coarsest level and hierarchical PatchMatch: issue 3."""

@@ -1,0 +1,1 @@
+"""GAN, feature-matching, VGG, contextual, warp and alignment losses: issue 4."""
