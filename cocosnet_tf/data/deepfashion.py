@@ -148,7 +148,7 @@ def pose_map(keypoints: np.ndarray, height: int, width: int) -> np.ndarray:
         distance = cv2.distanceTransform(255 - mask, cv2.DIST_L1, 3)
         limb = np.clip(distance / 3, 0, 255).astype(np.uint8)
         limbs.append(_resize_u8(limb, height, width, Image.BILINEAR))
-    skeleton = _resize_u8(cv2.cvtColor(canvas, cv2.COLOR_BGR2BGR), height, width, Image.NEAREST)
+    skeleton = _resize_u8(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB), height, width, Image.NEAREST)
     channels = np.concatenate([skeleton, np.stack(limbs, axis=-1)], axis=-1)
     return channels.astype(np.float32) / 255.0
 

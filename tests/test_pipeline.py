@@ -1,0 +1,127 @@
+import subprocess
+import sys
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cocosnet_tf.data.geometry import inside, sample_bilinear
+from cocosnet_tf.data.pipeline import build_dataset
+from conftest import REPO
+
+SMALL = ["data.crop_size=64", "data.synthetic.num_samples=12"]
+
+
+def first(ds, n):
+    return [{k: v.numpy() for k, v in b.items()} for b in ds.take(n)]
+
+
+def test_batches_have_the_sample_keys(make_config):
+    c = make_config(*SMALL)
+    (batch,) = first(build_dataset(c.data, 3), 1)
+    assert batch["label"].shape == (3, 64, 64, 8) and batch["exemplar_label"].shape == (3, 64, 64, 8)
+    assert batch["image"].shape == (3, 64, 64, 3) and batch["exemplar"].shape == (3, 64, 64, 3)
+    assert batch["flow"].shape == (3, 64, 64, 2) and batch["self_ref"].shape == (3,)
+    assert batch["image"].min() >= -1 and batch["image"].max() <= 1
+    np.testing.assert_allclose(batch["label"].sum(-1), 1.0)  # one-hot
+
+
+def test_stream_is_deterministic_per_seed(make_config):
+    c = make_config(*SMALL, "data.flip=true", "data.load_size=80", "data.scale_range=[1.0, 1.2]")
+    a, b = first(build_dataset(c.data, 2), 3), first(build_dataset(c.data, 2), 3)
+    for x, y in zip(a, b):
+        for key in x:
+            np.testing.assert_array_equal(x[key], y[key])
+    other = make_config(*SMALL, "data.flip=true", "data.load_size=80", "data.scale_range=[1.0, 1.2]", "data.seed=1")
+    assert not np.array_equal(first(build_dataset(other.data, 2), 1)[0]["image"], a[0]["image"])
+
+
+def test_one_epoch_visits_every_sample_once(make_config):
+    c = make_config(*SMALL)
+    indices = [s["index"] for s in first(build_dataset(c.data, repeat=False), 100)]
+    assert sorted(indices) == list(range(12)) and indices != list(range(12))
+    two_epochs = [s["index"] for s in first(build_dataset(c.data), 24)]
+    assert two_epochs[:12] != two_epochs[12:]  # reshuffled each epoch
+
+
+def test_shards_are_disjoint_and_cover_the_data(make_config):
+    c = make_config(*SMALL)
+    seen = []
+    for worker in range(3):
+        context = tf.distribute.InputContext(num_input_pipelines=3, input_pipeline_id=worker, num_replicas_in_sync=3)
+        ds = build_dataset(c.data, 3, repeat=False, input_context=context)
+        batches = first(ds, 10)
+        assert all(b["image"].shape[0] == 1 for b in batches)  # global 3 over 3 replicas
+        seen.append({int(i) for b in batches for i in b["index"]})
+    assert set().union(*seen) == set(range(12))
+    assert sum(len(s) for s in seen) == 12
+
+
+@pytest.mark.parametrize("flip", ["true", "false"])
+def test_augmentation_keeps_the_flow_true(make_config, flip):
+    c = make_config("data.crop_size=96", "data.load_size=[128, 112]", "data.scale_range=[1.0, 1.4]",
+                    f"data.flip={flip}", "data.synthetic.num_samples=6")
+    for s in first(build_dataset(c.data, shuffle=False), 6):
+        valid = inside(s["flow"], 96, 96)
+        assert valid.mean() > 0.5
+        err = np.abs(sample_bilinear(s["exemplar"], s["flow"]) - s["image"]).max(-1)[valid]
+        assert np.median(err) < 0.02 and np.mean(err < 0.1) > 0.9
+
+
+def test_unknown_flow_stays_zero_through_augmentation(make_config):
+    c = make_config("data.crop_size=64", "data.load_size=96", "data.flip=true", "data.scale_range=[1.0, 1.5]",
+                    "data.synthetic.cross_scene_probability=1.0", "data.synthetic.num_samples=4")
+    for s in first(build_dataset(c.data, shuffle=False), 4):
+        assert s["has_flow"] == 0 and s["self_ref"] == 0
+        assert not s["flow"].any()
+
+
+def test_labels_stay_one_hot_through_scaling(make_config):
+    c = make_config("data.crop_size=64", "data.load_size=96", "data.scale_range=[1.1, 1.7]",
+                    "data.synthetic.num_samples=3")
+    for s in first(build_dataset(c.data, shuffle=False), 3):
+        assert set(np.unique(s["label"])) <= {0.0, 1.0}
+        np.testing.assert_array_equal(s["label"].sum(-1), 1.0)
+
+
+def test_mirrored_strategy_on_logical_cpus():
+    # logical devices must be configured before TensorFlow starts: a fresh process
+    code = """
+import tensorflow as tf
+from cocosnet_tf.config import load_config
+from cocosnet_tf.data.pipeline import distributed_dataset
+cpu = tf.config.list_physical_devices('CPU')[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices('CPU')])
+c = load_config(None, ['data.crop_size=64', 'data.synthetic.num_samples=8'])
+batch = next(iter(distributed_dataset(strategy, c.data, 4)))
+parts = strategy.experimental_local_results(batch['image'])
+print(strategy.num_replicas_in_sync, [tuple(p.shape) for p in parts])
+try:
+    distributed_dataset(strategy, c.data, 3)
+except ValueError as err:
+    print('error:', err)
+"""
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == "2 [(2, 64, 64, 3), (2, 64, 64, 3)]"
+    assert "not divisible by the 2 replicas" in lines[1]
+
+
+def test_identity_flow_stays_identity_under_scale_crop_flip(make_config):
+    # the exemplar *is* the image: whatever the augmentation, flow must stay the pixel grid
+    from cocosnet_tf.data.geometry import pixel_grid
+    from cocosnet_tf.data.pipeline import augment
+
+    c = make_config("data.crop_size=64", "data.load_size=[96, 80]", "data.scale_range=[1.0, 1.5]", "data.flip=true")
+    grid = pixel_grid(96, 80).astype(np.float32)
+    sample = {"image": tf.zeros([96, 80, 3]), "exemplar": tf.zeros([96, 80, 3]),
+              "label": tf.zeros([96, 80, 8]), "exemplar_label": tf.zeros([96, 80, 8]),
+              "flow": tf.constant(grid), "has_flow": tf.constant(1.0), "self_ref": tf.constant(1.0)}
+    for position in range(8):
+        out = augment(sample, tf.constant([0, position], tf.int64), c.data)
+        flow = out["flow"].numpy()
+        np.testing.assert_allclose(flow[2:-2, 2:-2], pixel_grid(64, 64)[2:-2, 2:-2], atol=1e-3)
