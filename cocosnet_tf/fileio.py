@@ -96,5 +96,6 @@ def list_images(folder: str) -> list[str]:
     for dirpath, _, files in os.walk(folder):
         for name in files:
             if name.lower().endswith(IMAGE_EXTENSIONS):
-                found.append(os.path.relpath(os.path.join(dirpath, name), folder))
+                # keys use '/' on every OS, like the pair lists that name them
+                found.append(os.path.relpath(os.path.join(dirpath, name), folder).replace(os.sep, "/"))
     return sorted(found)

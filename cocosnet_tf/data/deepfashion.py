@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from cocosnet_tf.config import DataConfig
-from cocosnet_tf.data.exemplars import ExemplarPicker, normalise_key, read_pair_list
+from cocosnet_tf.data.exemplars import normalise_key, read_pair_list
 from cocosnet_tf.data.folders import FolderSource, resize_image
 from cocosnet_tf.fileio import DataError, list_images, read_rgb
 
@@ -172,11 +172,8 @@ class DeepFashionSource(FolderSource):
         self.pairs_are_self_ref = config.phase == "train"
         keys = self._targets()[: config.max_samples or None]
         exemplar = config.exemplar
-        if exemplar.mode == "pair_list" and not exemplar.pair_list:
-            self.keys = keys
-            self.picker = ExemplarPicker(exemplar, keys, self._official_pairs(keys), self.pairs_are_self_ref)
-        else:
-            self._finish(keys)
+        official = exemplar.mode == "pair_list" and not exemplar.pair_list
+        self._finish(keys, self._official_pairs(keys) if official else None)
 
     def _path(self, name: str) -> str:
         return name if os.path.isabs(name) else os.path.join(self.root, name)

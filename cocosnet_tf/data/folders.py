@@ -47,19 +47,18 @@ class FolderSource(Source):
             raise DataError(f"{self.root}: data.root folder does not exist")
         self.keys: list[str] = []
 
-    def _finish(self, keys: list[str], pair_list: str | None = None) -> None:
-        """Called by subclasses once their keys are known."""
+    def _finish(self, keys: list[str], pairs: dict[str, list[str]] | None = None) -> None:
+        """Called by subclasses once their keys are known; `pairs` overrides the
+        configured pair list (DeepFashion merges its official lists)."""
         if not keys:
             raise DataError(f"{self.root}: no samples found for data.dataset={self.config.dataset!r}")
         if self.config.max_samples:
             keys = keys[: self.config.max_samples]
         self.keys = keys
         exemplar = self.config.exemplar
-        pairs = None
-        if exemplar.mode == "pair_list" or pair_list:
-            path = pair_list or exemplar.pair_list
-            path = path if os.path.isabs(path) else os.path.join(self.root, path)
-            pairs = read_pair_list(path, self.root)
+        if pairs is None and exemplar.mode == "pair_list":
+            path = exemplar.pair_list
+            pairs = read_pair_list(path if os.path.isabs(path) else os.path.join(self.root, path), self.root)
         self.picker = ExemplarPicker(exemplar, keys, pairs, self.pairs_are_self_ref)
 
     def __len__(self) -> int:

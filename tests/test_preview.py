@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from cocosnet_tf.config import load_config
+from cocosnet_tf.data import preview
+from cocosnet_tf.data.sources import SAMPLE_KEYS
+
+
+def test_preview_writes_sheet_arrays_and_config(tmp_path, capsys):
+    out = tmp_path / "preview"
+    preview.main(["--set", "data.crop_size=[64, 96]", "--set", "data.synthetic.num_samples=5",
+                  "--count", "3", "--out", str(out), "--arrays"])
+    sheet = np.asarray(Image.open(out / "preview.png"))
+    assert sheet.shape == (3 * 64 + preview.HEADER, 6 * 96, 3)
+    config = load_config(out / "config.yaml")
+    assert config.data.crop_size == [64, 96]
+    for i in range(3):
+        arrays = np.load(out / f"sample_{i:04d}.npz")
+        assert set(SAMPLE_KEYS) <= set(arrays.files)
+        assert arrays["image"].shape == (64, 96, 3) and arrays["label"].shape == (64, 96, 8)
+    # the sheet shows the samples: the 'image' column of row 0 is sample 0's image
+    first = np.load(out / "sample_0000.npz")
+    tile = sheet[preview.HEADER: preview.HEADER + 64, 3 * 96: 4 * 96]
+    np.testing.assert_array_equal(tile, preview.to_uint8(first["image"]))
+    assert "wrote 3 samples" in capsys.readouterr().out
+
+
+def test_preview_rejects_bad_overrides(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        preview.main(["--set", "data.crop_size=100", "--out", str(tmp_path / "p")])
+    assert info.value.code == 2
+    assert "data.crop_size: height 100" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()  # nothing half-written
+
+
+def test_zero_displacement_is_white():
+    from cocosnet_tf.data.geometry import pixel_grid
+    picture = preview.flow_colour(pixel_grid(8, 8))
+    np.testing.assert_array_equal(picture, 255)  # no displacement: white
