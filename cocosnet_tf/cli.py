@@ -39,6 +39,6 @@ def run(main_fn) -> None:
         sys.exit(2)
     except tf.errors.OpError as err:
         # errors raised while tf.data loads a file arrive wrapped; keep the DataError line
-        lines = [line for line in str(err.message).splitlines() if "DataError" in line]
+        lines = [line.split("DataError:", 1)[1] for line in str(err.message).splitlines() if "DataError:" in line]
         print(f"error: {lines[-1].strip() if lines else err.message}", file=sys.stderr)
         sys.exit(2)

@@ -38,3 +38,20 @@ def test_zero_displacement_is_white():
     from cocosnet_tf.data.geometry import pixel_grid
     picture = preview.flow_colour(pixel_grid(8, 8))
     np.testing.assert_array_equal(picture, 255)  # no displacement: white
+
+
+def test_preview_names_a_corrupt_file_and_writes_nothing(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    for i in range(2):
+        Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "images" / f"{i}.png")
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "labels" / f"{i}.png")
+    (tmp_path / "images" / "1.png").write_bytes(b"junk")
+    with pytest.raises(SystemExit) as info:
+        preview.main(["--set", "data.dataset=segmentation", "--set", f"data.root={tmp_path}",
+                      "--set", "data.segmentation.image_dir=images", "--set", "data.segmentation.label_dir=labels",
+                      "--set", "data.label_nc=2", "--set", "data.crop_size=64", "--out", str(tmp_path / "out")])
+    assert info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "images/1.png: unreadable or truncated image" in last
+    assert not (tmp_path / "out").exists()
