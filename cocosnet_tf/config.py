@@ -142,7 +142,9 @@ class ModelConfig:
     gru_hidden: int = 32
     num_discriminators: int = 2
     discriminator_layers: int = 4
-    inference_chunk: int = 0  # PatchMatch candidate evaluation chunk (positions); 0: whole
+    # positions per chunk for PatchMatch's gradient-free candidate evaluation (always) and
+    # its final step in inference: memory grows with chunk * K, not N * 3K; 0: no chunks
+    inference_chunk: int = 16384
 
 
 @dataclass
@@ -393,7 +395,9 @@ def _check_values(c: Config) -> None:
     m = c.model
     _require(2 <= m.corr_levels <= 4, "model.corr_levels",
              f"{m.corr_levels}: the domain-alignment U-Net has features at S/8, S/4, S/2 and S; allowed 2..4")
-    for key in ("nef", "ngf", "ndf", "gru_hidden", "topk", "num_discriminators", "discriminator_layers"):
+    _require(m.topk == 16, "model.topk", f"{m.topk}: PatchMatch keeps the 16 candidates of its 4x4 "
+             "initialisation window (as the official code); allowed: 16")
+    for key in ("nef", "ngf", "ndf", "gru_hidden", "num_discriminators", "discriminator_layers"):
         value = getattr(m, key)
         _require(value >= 1, f"model.{key}", f"must be >= 1, got {value}")
     _require(m.patchmatch_iterations >= 0, "model.patchmatch_iterations",

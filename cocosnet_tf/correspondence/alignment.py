@@ -1,0 +1,73 @@
+"""Domain alignment: the U-Net that maps an input (semantic map, or exemplar photo plus
+its semantic map) to features at S/8, S/4, S/2 and S (official AdaptiveFeatureGenerator)."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from cocosnet_tf.layers.blocks import LEAK, ResidualBlock, SPADEResnetBlock, conv, spectral
+from cocosnet_tf.layers.norms import instance_norm
+
+
+def upsample_bilinear_aligned(x: tf.Tensor) -> tf.Tensor:
+    """2x bilinear upsampling with aligned corners (nn.Upsample(align_corners=True))."""
+    h, w = tf.shape(x)[1], tf.shape(x)[2]
+    return tf.raw_ops.ResizeBilinear(images=x, size=tf.stack([2 * h, 2 * w]), align_corners=True,
+                                     half_pixel_centers=False)
+
+
+@keras.saving.register_keras_serializable("cocosnet")
+class EncoderStage(keras.layers.Layer):
+    """Spectral-norm conv without bias + instance norm, optionally a residual block."""
+
+    def __init__(self, filters: int, stride: int, residual: bool, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.stride, self.residual = filters, stride, residual
+        # official padding=1 zero padding; for stride 2 on even sizes that is not TF's "same"
+        self.conv = spectral(conv(filters, 3, stride=stride, use_bias=False), name="conv")
+        self.norm = instance_norm("norm")
+        self.block = ResidualBlock(filters, name="res") if residual else None
+
+    def call(self, x, training=False):
+        x = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+        x = self.norm(self.conv(x, training=training))
+        return self.block(x) if self.block is not None else x
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "stride": self.stride, "residual": self.residual}
+
+
+@keras.saving.register_keras_serializable("cocosnet")
+class AlignmentUNet(keras.layers.Layer):
+    """Returns the first `levels` of [x6 (S/8, 4nef), x7 (S/4, 4nef), x8 (S/2, 2nef),
+    x9 (S, nef)]; decoder blocks of unused levels are not built."""
+
+    def __init__(self, nef: int = 32, levels: int = 4, **kwargs):
+        super().__init__(**kwargs)
+        self.nef, self.levels = nef, levels
+        self.layer1 = EncoderStage(nef, 1, False, name="layer1")
+        self.layer2 = EncoderStage(nef * 2, 1, True, name="layer2")
+        self.layer3 = EncoderStage(nef * 4, 2, True, name="layer3")
+        self.layer4 = EncoderStage(nef * 4, 2, True, name="layer4")
+        self.layer5 = EncoderStage(nef * 4, 2, True, name="layer5")
+        self.head_0 = SPADEResnetBlock(nef * 4, nef * 4, name="head_0")
+        self.middle_0 = SPADEResnetBlock(nef * 4, nef * 4, name="G_middle_0")
+        self.middle_1 = SPADEResnetBlock(nef * 4, nef * 2, name="G_middle_1") if levels >= 3 else None
+        self.middle_2 = SPADEResnetBlock(nef * 2, nef, name="G_middle_2") if levels >= 4 else None
+
+    def call(self, x, training=False):
+        seg = x  # the official code conditions SPADE on the input itself
+        act = lambda t: tf.nn.leaky_relu(t, LEAK)  # noqa: E731
+        x1 = self.layer1(x, training=training)
+        x2 = self.layer2(act(x1), training=training)
+        x3 = self.layer3(act(x2), training=training)
+        x4 = self.layer4(act(x3), training=training)
+        x5 = self.layer5(act(x4), training=training)
+        features = [self.head_0(x5, seg, training=training)]
+        for block, skip in ((self.middle_0, x4), (self.middle_1, x3), (self.middle_2, x2))[: self.levels - 1]:
+            features.append(block(upsample_bilinear_aligned(features[-1]) + skip, seg, training=training))
+        return features
+
+    def get_config(self):
+        return {**super().get_config(), "nef": self.nef, "levels": self.levels}

@@ -1,0 +1,150 @@
+"""CorrespondenceNet: domain alignment, the dense coarsest level, PatchMatch levels.
+
+call(label, exemplar, exemplar_label) returns a dict:
+    warps            list, coarse to fine, [B, h_l, w_l, 3] exemplar warped to each level
+    cycle_warp       [B, h_0, w_0, 3] the coarsest warp warped back (warp-cycle loss)
+    positions        list per PatchMatch level, [B, h, w, K, 2] candidate positions (x, y)
+                     in exemplar pixels of that level (the data's flow convention)
+    weights          list per PatchMatch level, [B, h, w, K] softmax weights
+    dense_best       [B, h_0, w_0, 2] best match (x, y) of the dense coarsest level
+    features         list per level, the input branch's normalised U-Net features
+    exemplar_features  the same for the exemplar branch
+and, when `image` (the ground truth) is passed, `target_features`: the exemplar
+branch's features of (image, label), which the alignment loss compares with `features`.
+
+Level l (0 = coarsest) is at S / 2^(3 - l): the official four levels are S/8 ... S.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from cocosnet_tf.config import ModelConfig
+from cocosnet_tf.correspondence.alignment import AlignmentUNet
+from cocosnet_tf.correspondence.patchmatch import PatchMatchLevel, initial_offsets, pixel_grid
+from cocosnet_tf.layers.blocks import conv
+from cocosnet_tf.layers.norms import l2_normalize_channels
+
+COARSEST_FACTOR = 8
+
+
+def level_factor(level: int) -> int:
+    """Downsampling factor of correspondence level `level` (0 = coarsest, S/8)."""
+    return COARSEST_FACTOR >> level
+
+
+def dense_level(queries, values, exemplar, temperature, cycle: bool, hard_best: bool):
+    """Softmax attention over every exemplar position (the coarsest level).
+
+    queries, values [B, h, w, C]; exemplar [B, h, w, 3] pooled. Returns (warp,
+    cycle_warp or None, best position (row, col) [B, h, w, 2]). With `hard_best` the best
+    position is the argmax, as the official code; otherwise it still *is* the argmax
+    but its gradient is that of the attention-weighted position (straight-through), so
+    that the finer levels' losses reach this level.
+    """
+    b, h, w = tf.shape(queries)[0], tf.shape(queries)[1], tf.shape(queries)[2]
+    n = h * w
+    q = tf.reshape(queries, [b, n, -1])
+    r = tf.reshape(values, [b, n, -1])
+    logits = tf.matmul(q, r, transpose_b=True) / temperature  # [B, N, N]
+    attention = tf.nn.softmax(logits, axis=-1)
+    pooled = tf.reshape(exemplar, [b, n, 3])
+    warp = tf.matmul(attention, pooled)
+    cycle_warp = None
+    if cycle:
+        back = tf.nn.softmax(tf.transpose(logits, [0, 2, 1]), axis=-1)
+        cycle_warp = tf.reshape(tf.matmul(back, warp), [b, h, w, 3])
+    grid = tf.reshape(pixel_grid(h, w), [n, 2])
+    index = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    best = tf.gather(grid, index)
+    if not hard_best:
+        soft = tf.matmul(attention, tf.broadcast_to(grid, [b, n, 2]))
+        best = soft + tf.stop_gradient(best - soft)
+    return tf.reshape(warp, [b, h, w, 3]), cycle_warp, tf.reshape(best, [b, h, w, 2])
+
+
+def average_pool(image: tf.Tensor, factor: int) -> tf.Tensor:
+    return image if factor == 1 else tf.nn.avg_pool2d(image, factor, factor, "VALID")
+
+
+def swap_xy(positions: tf.Tensor) -> tf.Tensor:
+    return tf.reverse(positions, axis=[-1])
+
+
+@keras.saving.register_keras_serializable("cocosnet")
+class CorrespondenceNet(keras.Model):
+    def __init__(self, semantic_nc: int, nef: int = 32, levels: int = 4, temperature: float = 0.01,
+                 iterations: int = 5, candidates: int = 16, gru_hidden: int = 32, sampling: str = "bilinear",
+                 chunk: int = 0, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.semantic_nc, self.nef, self.levels = semantic_nc, nef, levels
+        self.temperature, self.iterations, self.candidates = temperature, iterations, candidates
+        self.gru_hidden, self.sampling, self.chunk, self.seed = gru_hidden, sampling, chunk, seed
+        self.unet_label = AlignmentUNet(nef, levels, name="adaptive_model_seg")
+        self.unet_exemplar = AlignmentUNet(nef, levels, name="adaptive_model_img")
+        self.theta = [conv(nef, 1, name=f"theta_{i}") for i in range(levels)]
+        self.phi = [conv(nef, 1, name=f"phi_{i}") for i in range(levels)]
+        self.patch_match = [
+            PatchMatchLevel(candidates, iterations, temperature, gru_hidden, sampling, chunk, seed + i,
+                            name=f"patch_match_{i}")
+            for i in range(1, levels)
+        ]
+
+    @classmethod
+    def from_config_object(cls, model: ModelConfig, semantic_nc: int, **kwargs) -> "CorrespondenceNet":
+        return cls(semantic_nc, model.nef, model.corr_levels, model.temperature, model.patchmatch_iterations,
+                   model.topk, model.gru_hidden, model.sampling, model.inference_chunk, **kwargs)
+
+    def _check(self, label, exemplar, exemplar_label, image):
+        named = {"label": label, "exemplar": exemplar, "exemplar_label": exemplar_label}
+        if image is not None:
+            named["image"] = image
+        channels = {"label": self.semantic_nc, "exemplar_label": self.semantic_nc, "exemplar": 3, "image": 3}
+        for name, tensor in named.items():
+            if tensor.shape.rank != 4:
+                raise ValueError(f"{name} must be [batch, height, width, channels], got shape {tensor.shape}")
+            if tensor.shape[-1] is not None and tensor.shape[-1] != channels[name]:
+                raise ValueError(f"{name} has {tensor.shape[-1]} channels, expected {channels[name]}")
+        sizes = {name: tuple(t.shape[1:3]) for name, t in named.items()}
+        known = {s for s in sizes.values() if None not in s}
+        if len(known) > 1:
+            raise ValueError(f"label, exemplar and exemplar_label (and image) must share one size, got {sizes}")
+        for h, w in known:
+            if h % COARSEST_FACTOR or w % COARSEST_FACTOR or min(h, w) < 2 * COARSEST_FACTOR:
+                raise ValueError(f"image size {h}x{w}: both sides must be multiples of {COARSEST_FACTOR} "
+                                 f"and at least {2 * COARSEST_FACTOR} (the coarsest level is 1/{COARSEST_FACTOR})")
+
+    def align(self, image, label, training=False):
+        """The exemplar branch's normalised features of (image, label), per level."""
+        return [l2_normalize_channels(f, centre=False)
+                for f in self.unet_exemplar(tf.concat([image, label], -1), training=training)]
+
+    def call(self, label, exemplar, exemplar_label, image=None, training=False):
+        self._check(label, exemplar, exemplar_label, image)
+        features = [l2_normalize_channels(f, centre=False) for f in self.unet_label(label, training=training)]
+        exemplar_features = self.align(exemplar, exemplar_label, training=training)
+        theta = [l2_normalize_channels(t(f), centre=True) for t, f in zip(self.theta, features)]
+        phi = [l2_normalize_channels(p(f), centre=True) for p, f in zip(self.phi, exemplar_features)]
+        bilinear = self.sampling == "bilinear"
+        warp, cycle_warp, best = dense_level(theta[0], phi[0], average_pool(exemplar, COARSEST_FACTOR),
+                                             self.temperature, cycle=True, hard_best=not bilinear)
+        out = {"warps": [warp], "cycle_warp": cycle_warp, "positions": [], "weights": [],
+               "dense_best": swap_xy(best), "features": features, "exemplar_features": exemplar_features}
+        for level, patch_match in enumerate(self.patch_match, start=1):
+            init = initial_offsets(best if bilinear else tf.stop_gradient(best))
+            result = patch_match(theta[level], phi[level], average_pool(exemplar, level_factor(level)), init,
+                                 training=training)
+            out["warps"].append(result["warp"])
+            out["positions"].append(swap_xy(result["positions"]))
+            out["weights"].append(result["weights"])
+            # the next level starts from this level's first candidate, as the official code
+            best = result["positions"][..., 0, :]
+        if image is not None:
+            out["target_features"] = self.align(image, label, training=training)
+        return out
+
+    def get_config(self):
+        return {**super().get_config(), "semantic_nc": self.semantic_nc, "nef": self.nef, "levels": self.levels,
+                "temperature": self.temperature, "iterations": self.iterations, "candidates": self.candidates,
+                "gru_hidden": self.gru_hidden, "sampling": self.sampling, "chunk": self.chunk, "seed": self.seed}

@@ -1,0 +1,160 @@
+"""Hierarchical PatchMatch with a ConvGRU update (steps 3 of DESIGN.md's algorithm).
+
+Each position of a level holds K candidate *offsets* (row, column), relative to the
+position itself, like the official code. An iteration propagates along one axis
+(own K plus each neighbour's K, applied at the own position: 3K), evaluates
+<q, r> / temperature and keeps the top K, then along the other axis, and then lets the
+update block add a correction to every offset. Candidate selection is discrete and
+carries no gradient; the selected offset *values* do, so that with bilinear sampling
+the gradient of the final warp reaches every update of the ConvGRU.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from cocosnet_tf.correspondence import sampling
+from cocosnet_tf.layers.convgru import HiddenInit, UpdateBlock
+
+WINDOW = 4  # the coarse match, doubled, plus a 4x4 window ...
+DILATION = 2  # ... of offsets -2, 0, 2, 4 along each axis
+
+
+def pixel_grid(height, width) -> tf.Tensor:
+    """[H, W, 2] float32 (row, column) of every pixel."""
+    rows, cols = tf.meshgrid(tf.range(height), tf.range(width), indexing="ij")
+    return tf.cast(tf.stack([rows, cols], axis=-1), tf.float32)
+
+
+def window_offsets() -> tf.Tensor:
+    """[16, 2]: candidate c = 4 i + j has offset ((i - 1) * 2, (j - 1) * 2), official order."""
+    steps = (tf.range(WINDOW, dtype=tf.float32) - 1.0) * DILATION
+    rows, cols = tf.meshgrid(steps, steps, indexing="ij")
+    return tf.reshape(tf.stack([rows, cols], axis=-1), [-1, 2])
+
+
+def initial_offsets(best: tf.Tensor) -> tf.Tensor:
+    """Coarse best positions [B, h, w, 2] -> fine candidate offsets [B, 2h, 2w, 16, 2].
+
+    offset = 2 * (best - own coarse position) + window, copied to the 2x2 children
+    (nearest upsampling), exactly as the official initialisation.
+    """
+    h, w = tf.shape(best)[1], tf.shape(best)[2]
+    coarse = 2.0 * (best - pixel_grid(h, w))
+    fine = tf.repeat(tf.repeat(coarse, 2, axis=1), 2, axis=2)
+    return fine[:, :, :, None, :] + window_offsets()
+
+
+def propagate(offsets: tf.Tensor, axis: int) -> tf.Tensor:
+    """[B, H, W, K, 2] -> [B, H, W, 3K, 2]: (previous neighbour, own, next neighbour).
+
+    axis 2 is horizontal, 1 vertical. Outside the map a neighbour's offsets are zero,
+    that is, the position itself (the official zero padding).
+    """
+    size = tf.shape(offsets)[axis]
+    zeros = tf.zeros_like(tf.gather(offsets, [0], axis=axis))
+    previous = tf.concat([zeros, tf.gather(offsets, tf.range(size - 1), axis=axis)], axis=axis)
+    following = tf.concat([tf.gather(offsets, tf.range(1, size), axis=axis), zeros], axis=axis)
+    return tf.concat([previous, offsets, following], axis=3)
+
+
+@keras.saving.register_keras_serializable("cocosnet")
+class PatchMatchLevel(keras.layers.Layer):
+    """One finer level: T iterations of propagation + evaluation + ConvGRU, final warp."""
+
+    def __init__(self, candidates: int = 16, iterations: int = 5, temperature: float = 0.01,
+                 hidden: int = 32, sampling_mode: str = "bilinear", chunk: int = 0, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if candidates != WINDOW * WINDOW:
+            # the initialisation window gives exactly 16 candidates, as the official code
+            raise ValueError(f"PatchMatch keeps {WINDOW * WINDOW} candidates (the 4x4 window), got {candidates}")
+        self.candidates, self.iterations, self.temperature = candidates, iterations, temperature
+        self.hidden, self.sampling_mode, self.chunk, self.seed = hidden, sampling_mode, chunk, seed
+        self.hidden_init = HiddenInit(hidden, name="initial_layer")
+        self.update = UpdateBlock(candidates, hidden, name="refine_net")
+        self.seed_generator = keras.random.SeedGenerator(seed, name="propagation_order")
+
+    # -- evaluation: discrete, gradient-free, chunked over positions
+    def _evaluate(self, queries, values, offsets, grid, height, width):
+        """Keep the top K of the candidates: (offsets [B,H,W,K,2], probabilities [B,H,W,K])."""
+        b = tf.shape(offsets)[0]
+        n = height * width
+        flat = tf.reshape(offsets, [b, n, -1, 2])
+        positions = tf.stop_gradient(flat) + tf.reshape(grid, [1, n, 1, 2])
+
+        def score(q, p):
+            return sampling.scores(q, values, p, height, width, self.sampling_mode, self.temperature)
+
+        logits = sampling.chunked(score, [queries, positions], self.chunk)
+        top, index = tf.math.top_k(logits, k=self.candidates)
+        probabilities = tf.exp(top - tf.reduce_logsumexp(logits, axis=-1, keepdims=True))
+        kept = tf.gather(flat, index, batch_dims=2)  # values keep their gradient
+        shape = tf.concat([tf.shape(offsets)[:3], [self.candidates]], 0)
+        return tf.reshape(kept, tf.concat([shape, [2]], 0)), tf.reshape(probabilities, shape)
+
+    def _propagate_and_evaluate(self, first_axis, queries, values, offsets, grid, height, width):
+        second_axis = 3 - first_axis
+        offsets, _ = self._evaluate(queries, values, propagate(offsets, first_axis), grid, height, width)
+        return self._evaluate(queries, values, propagate(offsets, second_axis), grid, height, width)
+
+    def call(self, features, exemplar_features, exemplar, init_offsets, training=False):
+        """features, exemplar_features [B,H,W,C] (normalised), exemplar [B,H,W,3] (pooled),
+        init_offsets [B,H,W,K,2] -> dict(warp, positions (row, col), weights)."""
+        height, width = tf.shape(features)[1], tf.shape(features)[2]
+        b, c = tf.shape(features)[0], features.shape[-1]
+        n = height * width
+        grid = pixel_grid(height, width)
+        queries = tf.reshape(features, [b, n, c])
+        values = tf.reshape(exemplar_features, [b, n, c])
+        frozen_q, frozen_v = tf.stop_gradient(queries), tf.stop_gradient(values)
+        hidden = self.hidden_init(features, exemplar_features)
+        offsets = init_offsets
+        k = self.candidates
+        for _ in range(self.iterations):
+            if training:  # the official code picks the propagation order at random
+                horizontal_first = keras.random.uniform([], seed=self.seed_generator) < 0.5
+                offsets, probabilities = tf.cond(
+                    horizontal_first,
+                    lambda o=offsets: self._propagate_and_evaluate(2, frozen_q, frozen_v, o, grid, height, width),
+                    lambda o=offsets: self._propagate_and_evaluate(1, frozen_q, frozen_v, o, grid, height, width))
+            else:
+                offsets, probabilities = self._propagate_and_evaluate(2, frozen_q, frozen_v, offsets, grid,
+                                                                      height, width)
+            flow = tf.concat([offsets[..., 0], offsets[..., 1]], axis=-1)  # K rows, then K columns
+            hidden, delta = self.update(hidden, tf.stop_gradient(probabilities), flow)
+            offsets = offsets + tf.stack([delta[..., :k], delta[..., k:]], axis=-1)
+        positions = tf.reshape(offsets, [b, n, k, 2]) + tf.reshape(grid, [1, n, 1, 2])
+        pooled = tf.reshape(exemplar, [b, n, exemplar.shape[-1]])
+        if training or self.chunk <= 0:  # training keeps the whole graph for the gradient
+            warp, weights = self._final_step(queries, values, pooled, positions, height, width)
+        else:
+            warp_weights = sampling.chunked(
+                lambda q, p: tf.concat(self._final_step(q, values, pooled, p, height, width), axis=-1),
+                [queries, positions], self.chunk)
+            warp, weights = warp_weights[..., :3], warp_weights[..., 3:]
+        shape = tf.shape(features)[:3]
+        positions = self._sampled_positions(positions, height, width)
+        return {
+            "warp": tf.reshape(warp, tf.concat([shape, [3]], 0)),
+            "positions": tf.reshape(positions, tf.concat([shape, [k, 2]], 0)),
+            "weights": tf.reshape(weights, tf.concat([shape, [k]], 0)),
+        }
+
+    def _final_step(self, queries, values, pooled, positions, height, width):
+        logits = sampling.scores(queries, values, positions, height, width, self.sampling_mode, self.temperature)
+        weights = tf.nn.softmax(logits, axis=-1)
+        colours = sampling.sample(pooled, positions, height, width, self.sampling_mode)
+        return tf.einsum("bmk,bmkc->bmc", weights, colours), weights
+
+    def _sampled_positions(self, positions, height, width):
+        """The positions the final step really sampled: clamped (and floored when nearest)."""
+        y, x = sampling.clamp(positions, height, width)
+        if self.sampling_mode == "nearest":
+            y, x = tf.floor(y), tf.floor(x)
+        return tf.stack([y, x], axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "candidates": self.candidates, "iterations": self.iterations,
+                "temperature": self.temperature, "hidden": self.hidden, "sampling_mode": self.sampling_mode,
+                "chunk": self.chunk, "seed": self.seed}

@@ -1,0 +1,81 @@
+"""Sampling flattened maps at candidate positions, bilinearly or as the official code.
+
+Maps are flattened to [B, N, C] (N = H * W, row-major); positions are [B, M, K, 2]
+in (row, column) pixel units. Positions are clamped into the map first, as the
+official `offset_to_inds` does.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def clamp(positions: tf.Tensor, height, width) -> tuple[tf.Tensor, tf.Tensor]:
+    y = tf.clip_by_value(positions[..., 0], 0.0, tf.cast(height - 1, positions.dtype))
+    x = tf.clip_by_value(positions[..., 1], 0.0, tf.cast(width - 1, positions.dtype))
+    return y, x
+
+
+def nearest_index(positions: tf.Tensor, height, width) -> tf.Tensor:
+    """The official integer index: floor of the clamped position (int32 [B, M, K])."""
+    y, x = clamp(positions, height, width)
+    return tf.cast(tf.floor(y), tf.int32) * width + tf.cast(tf.floor(x), tf.int32)
+
+
+def sample(values: tf.Tensor, positions: tf.Tensor, height, width, mode: str) -> tf.Tensor:
+    """values [B, N, C] at positions [B, M, K, 2] -> [B, M, K, C].
+
+    'bilinear' is differentiable in the positions; 'nearest' is the official floor.
+    """
+    if mode == "nearest":
+        return tf.gather(values, nearest_index(positions, height, width), batch_dims=1)
+    y, x = clamp(positions, height, width)
+    # the top-left corner stays one pixel inside, so the bottom-right one exists
+    y0 = tf.minimum(tf.floor(y), tf.cast(tf.maximum(height - 2, 0), y.dtype))
+    x0 = tf.minimum(tf.floor(x), tf.cast(tf.maximum(width - 2, 0), x.dtype))
+    wy = (y - y0)[..., None]
+    wx = (x - x0)[..., None]
+    iy0, ix0 = tf.cast(y0, tf.int32), tf.cast(x0, tf.int32)
+    iy1 = tf.minimum(iy0 + 1, height - 1)
+    ix1 = tf.minimum(ix0 + 1, width - 1)
+
+    def at(iy, ix):
+        return tf.gather(values, iy * width + ix, batch_dims=1)
+
+    top = at(iy0, ix0) * (1 - wx) + at(iy0, ix1) * wx
+    bottom = at(iy1, ix0) * (1 - wx) + at(iy1, ix1) * wx
+    return top * (1 - wy) + bottom * wy
+
+
+def scores(queries: tf.Tensor, values: tf.Tensor, positions: tf.Tensor, height, width, mode: str,
+           temperature: float) -> tf.Tensor:
+    """<query at m, value at candidate k> / temperature: queries [B, M, C] -> [B, M, K]."""
+    candidates = sample(values, positions, height, width, mode)
+    return tf.einsum("bmc,bmkc->bmk", queries, candidates) / temperature
+
+
+def chunked(fn, tensors: list[tf.Tensor], chunk: int) -> tf.Tensor:
+    """fn over slices of the M axis (axis 1) of every tensor, `chunk` rows at a time.
+
+    Keeps peak memory at O(chunk * K * C) instead of O(M * K * C); a chunk of 0 or one
+    covering M calls fn once. The result is concatenated back along axis 1.
+    """
+    m = tf.shape(tensors[0])[1]
+    if chunk <= 0:
+        return fn(*tensors)
+    static_m = tensors[0].shape[1]
+    if static_m is not None and static_m <= chunk:
+        return fn(*tensors)
+    count = (m + chunk - 1) // chunk
+    pad = count * chunk - m
+
+    def split(t):
+        t = tf.pad(t, [[0, 0], [0, pad]] + [[0, 0]] * (t.shape.rank - 2))
+        shape = tf.concat([tf.shape(t)[:1], [count, chunk], tf.shape(t)[2:]], 0)
+        return tf.experimental.numpy.moveaxis(tf.reshape(t, shape), 1, 0)
+
+    pieces = tf.map_fn(lambda parts: fn(*parts), [split(t) for t in tensors],
+                       fn_output_signature=tensors[0].dtype, parallel_iterations=1)
+    pieces = tf.experimental.numpy.moveaxis(pieces, 0, 1)  # [B, count, chunk, ...]
+    out_shape = tf.concat([tf.shape(pieces)[:1], [count * chunk], tf.shape(pieces)[3:]], 0)
+    return tf.reshape(pieces, out_shape)[:, :m]

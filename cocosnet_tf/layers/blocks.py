@@ -1,0 +1,113 @@
+"""Residual and SPADE blocks, layer for layer as the official CoCosNet v2 builds them."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from cocosnet_tf.layers.norms import ReflectionPad, instance_norm, positional_norm
+
+SPADE_HIDDEN = 128
+LEAK = 0.2
+# The official init_weights('xavier', 0.02): xavier_normal_ with gain 0.02, zero biases.
+OFFICIAL_INIT = keras.initializers.VarianceScaling(scale=0.02 ** 2, mode="fan_avg",
+                                                   distribution="untruncated_normal")
+
+
+def conv(filters: int, kernel, stride: int = 1, padding: str = "valid", use_bias: bool = True,
+         name: str | None = None) -> keras.layers.Conv2D:
+    return keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=use_bias,
+                               kernel_initializer=OFFICIAL_INIT, bias_initializer="zeros", name=name)
+
+
+def spectral(layer: keras.layers.Layer, name: str | None = None) -> keras.layers.Layer:
+    return keras.layers.SpectralNormalization(layer, power_iterations=1, name=name)
+
+
+@keras.saving.register_keras_serializable("cocosnet")
+class ResidualBlock(keras.layers.Layer):
+    """x -> PReLU(x + IN(conv(pad(PReLU(IN(conv(pad(x)))))))), one PReLU slope shared."""
+
+    def __init__(self, channels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = channels
+        self.pad = ReflectionPad(1)
+        self.conv_0 = conv(channels, 3, name="conv_0")
+        self.norm_0 = instance_norm("norm_0")
+        self.conv_1 = conv(channels, 3, name="conv_1")
+        self.norm_1 = instance_norm("norm_1")
+        # nn.PReLU(): a single learnable slope (0.25), used twice
+        self.prelu = keras.layers.PReLU(alpha_initializer=keras.initializers.Constant(0.25),
+                                        shared_axes=[1, 2, 3], name="prelu")
+
+    def call(self, x):
+        y = self.prelu(self.norm_0(self.conv_0(self.pad(x))))
+        y = self.norm_1(self.conv_1(self.pad(y)))
+        return self.prelu(x + y)
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels}
+
+
+def resize_nearest(x: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
+    """Nearest-neighbour resize of x to like's spatial size (F.interpolate 'nearest')."""
+    size = tf.shape(like)[1:3]
+    src = tf.shape(x)[1:3]
+    # torch's nearest picks floor(dst * src / dst_size); TF's half-pixel variant differs
+    rows = tf.cast(tf.floor(tf.cast(tf.range(size[0]), tf.float32) * tf.cast(src[0], tf.float32)
+                            / tf.cast(size[0], tf.float32)), tf.int32)
+    cols = tf.cast(tf.floor(tf.cast(tf.range(size[1]), tf.float32) * tf.cast(src[1], tf.float32)
+                            / tf.cast(size[1], tf.float32)), tf.int32)
+    return tf.gather(tf.gather(x, rows, axis=1), cols, axis=2)
+
+
+@keras.saving.register_keras_serializable("cocosnet")
+class SPADE(keras.layers.Layer):
+    """PONO-normalised x, modulated by (1 + gamma) and beta predicted from the semantic map."""
+
+    def __init__(self, channels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = channels
+        self.pad = ReflectionPad(1)
+        self.mlp_shared = conv(SPADE_HIDDEN, 3, name="mlp_shared")
+        self.mlp_gamma = conv(channels, 3, name="mlp_gamma")
+        self.mlp_beta = conv(channels, 3, name="mlp_beta")
+
+    def call(self, x, segmap):
+        normalized = positional_norm(x)
+        actv = tf.nn.relu(self.mlp_shared(self.pad(resize_nearest(segmap, x))))
+        gamma = self.mlp_gamma(self.pad(actv))
+        beta = self.mlp_beta(self.pad(actv))
+        return normalized * (1 + gamma) + beta
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels}
+
+
+@keras.saving.register_keras_serializable("cocosnet")
+class SPADEResnetBlock(keras.layers.Layer):
+    """The official SPADE residual block: spectral-norm convs, reflection padding,
+    a learned 1x1 shortcut when the channel count changes."""
+
+    def __init__(self, fin: int, fout: int, **kwargs):
+        super().__init__(**kwargs)
+        self.fin, self.fout = fin, fout
+        self.learned_shortcut = fin != fout
+        middle = min(fin, fout)
+        self.pad = ReflectionPad(1)
+        self.conv_0 = spectral(conv(middle, 3), name="conv_0")
+        self.conv_1 = spectral(conv(fout, 3), name="conv_1")
+        self.norm_0 = SPADE(fin, name="norm_0")
+        self.norm_1 = SPADE(middle, name="norm_1")
+        if self.learned_shortcut:
+            self.conv_s = spectral(conv(fout, 1, use_bias=False), name="conv_s")
+            self.norm_s = SPADE(fin, name="norm_s")
+
+    def call(self, x, segmap, training=False):
+        shortcut = self.conv_s(self.norm_s(x, segmap), training=training) if self.learned_shortcut else x
+        dx = self.conv_0(self.pad(tf.nn.leaky_relu(self.norm_0(x, segmap), LEAK)), training=training)
+        dx = self.conv_1(self.pad(tf.nn.leaky_relu(self.norm_1(dx, segmap), LEAK)), training=training)
+        return shortcut + dx
+
+    def get_config(self):
+        return {**super().get_config(), "fin": self.fin, "fout": self.fout}

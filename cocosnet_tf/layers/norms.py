@@ -1,0 +1,46 @@
+"""Normalisations and padding as the official PyTorch layers compute them."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+INSTANCE_EPSILON = 1e-5  # torch.nn.InstanceNorm2d
+PONO_EPSILON = 1e-8  # the official PositionalNorm2d
+
+
+def instance_norm(name: str | None = None) -> keras.layers.Layer:
+    """Parameter-free instance normalisation (InstanceNorm2d, affine=False)."""
+    return keras.layers.GroupNormalization(groups=-1, center=False, scale=False,
+                                           epsilon=INSTANCE_EPSILON, name=name)
+
+
+def positional_norm(x: tf.Tensor) -> tf.Tensor:
+    """PONO: normalise each position over its channels (unbiased variance, as torch.var)."""
+    channels = tf.cast(tf.shape(x)[-1], x.dtype)
+    mean = tf.reduce_mean(x, axis=-1, keepdims=True)
+    var = tf.reduce_sum(tf.square(x - mean), axis=-1, keepdims=True) / (channels - 1)
+    return (x - mean) / tf.sqrt(var + PONO_EPSILON)
+
+
+def l2_normalize_channels(x: tf.Tensor, centre: bool, epsilon: float = 1e-10) -> tf.Tensor:
+    """Optionally centre over channels, then divide by the L2 norm (+ epsilon, as official)."""
+    if centre:
+        x = x - tf.reduce_mean(x, axis=-1, keepdims=True)
+    return x / (tf.norm(x, axis=-1, keepdims=True) + epsilon)
+
+
+@keras.saving.register_keras_serializable("cocosnet")
+class ReflectionPad(keras.layers.Layer):
+    """Reflection padding of the two spatial axes (nn.ReflectionPad2d)."""
+
+    def __init__(self, pad: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.pad = pad
+
+    def call(self, x):
+        p = self.pad
+        return tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+
+    def get_config(self):
+        return {**super().get_config(), "pad": self.pad}
