@@ -388,6 +388,7 @@ def _check_values(c: Config) -> None:
     if d.dataset == "edges":
         _require(0 <= d.edges.canny_low <= d.edges.canny_high, "data.edges.canny_low",
                  f"need 0 <= canny_low ({d.edges.canny_low}) <= canny_high ({d.edges.canny_high})")
+    _require(d.seed >= 0, "data.seed", f"must be >= 0, got {d.seed}")
     _require(d.num_parallel_calls == -1 or d.num_parallel_calls >= 1, "data.num_parallel_calls",
              f"must be -1 (autotune) or >= 1, got {d.num_parallel_calls}")
     _require(d.max_samples >= 0, "data.max_samples", f"must be >= 0, got {d.max_samples}")

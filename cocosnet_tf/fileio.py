@@ -74,8 +74,16 @@ def _open_image(path: str) -> Image.Image:
 
 
 def read_rgb(path: str) -> np.ndarray:
-    """uint8 [H, W, 3]."""
-    return np.asarray(_open_image(path).convert("RGB"))
+    """uint8 [H, W, 3]; 16-bit and float greyscale photos are scaled, not clipped."""
+    img = _open_image(path)
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        arr = np.asarray(img).astype(np.float64)
+        top = 65535.0 if img.mode.startswith("I") else max(float(arr.max()), 1e-12)
+        if img.mode == "I" and arr.max() > 65535:
+            top = float(arr.max())
+        gray = np.clip(np.rint(arr / top * 255), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=-1)
+    return np.asarray(img.convert("RGB"))
 
 
 def read_label_ids(path: str) -> np.ndarray:
@@ -86,7 +94,7 @@ def read_label_ids(path: str) -> np.ndarray:
         if not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])):
             raise DataError(f"{path}: label map is a colour image; expected one channel of class ids")
         return arr[..., 0].astype(np.int64)
-    if img.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L"):
+    if img.mode not in ("1", "L", "P", "I", "I;16", "I;16B", "I;16L"):
         raise DataError(f"{path}: label map has mode {img.mode}; expected one channel of class ids")
     return np.asarray(img).astype(np.int64)
 

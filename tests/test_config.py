@@ -57,6 +57,8 @@ def test_overrides_parse_yaml_values():
     (["data.label_nc=5"], "data.label_nc: 5 is below the 8 labels present"),
     (["data.dataset=segmentation"], "data.root"),
     (["model.corr_levels=5"], "model.corr_levels"),
+    (["model.topk=8"], "model.topk"),
+    (["data.seed=-1"], "data.seed: must be >= 0"),
     (["losses.gan=-1"], "losses.gan"),
     (["train.lr=0"], "train.lr"),
     (["data.crop_size"], "expected section.key=value"),

@@ -157,6 +157,14 @@ def test_training_samples_use_the_self_pair_else_the_last_reference(root):
     assert other["self_ref"] == 1.0
 
 
+def test_a_user_pair_list_is_not_taken_for_same_person_pairs(root):
+    (root / "retrieved.txt").write_text(f"{A},{D}\n{C},{A}\n")
+    source = make_source(root, "data.deepfashion.image_list=train.txt", "data.exemplar.pair_list=retrieved.txt")
+    sample = source.load(0, seed=0)
+    np.testing.assert_allclose(sample["exemplar"], expected_photo(root, D, 128, 96), atol=1e-6)
+    assert sample["self_ref"] == 0.0  # warp-self must not pull towards another person
+
+
 def test_test_samples_use_the_first_test_reference(root):
     source = make_source(root, "data.phase=test", "data.deepfashion.image_list=val.txt", crop=128)
     sample = source.load(0, seed=0)

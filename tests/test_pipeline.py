@@ -125,3 +125,44 @@ def test_identity_flow_stays_identity_under_scale_crop_flip(make_config):
         out = augment(sample, tf.constant([0, position], tf.int64), c.data)
         flow = out["flow"].numpy()
         np.testing.assert_allclose(flow[2:-2, 2:-2], pixel_grid(64, 64)[2:-2, 2:-2], atol=1e-3)
+
+
+def test_labels_move_with_the_image(make_config):
+    # an image whose red channel encodes the class of its stripe: after scale, crop and
+    # flip, the label must still name the stripe the image shows
+    from cocosnet_tf.data.pipeline import augment
+
+    c = make_config("data.crop_size=64", "data.load_size=[96, 80]", "data.scale_range=[1.0, 1.5]", "data.flip=true")
+    classes = np.repeat((np.arange(80) // 10)[None, :], 96, axis=0)
+    image = np.repeat((classes / 8.0)[..., None], 3, axis=-1).astype(np.float32)
+    label = np.eye(8, dtype=np.float32)[classes]
+    sample = {"image": tf.constant(image), "exemplar": tf.constant(image), "label": tf.constant(label),
+              "exemplar_label": tf.constant(label), "flow": tf.zeros([96, 80, 2]),
+              "has_flow": tf.constant(0.0), "self_ref": tf.constant(1.0)}
+    flipped = 0
+    for position in range(12):
+        out = augment(sample, tf.constant([0, position], tf.int64), c.data)
+        shown = np.rint(out["image"].numpy()[..., 0] * 8)
+        named = np.argmax(out["label"].numpy(), -1)
+        assert np.mean(shown == named) > 0.95
+        flipped += named[0, 0] > named[0, -1]
+    assert 0 < flipped < 12  # both flipped and unflipped draws happened
+
+
+def test_workers_draw_different_augmentations(make_config):
+    c = make_config(*SMALL, "data.flip=true", "data.load_size=96", "data.scale_range=[1.0, 1.3]")
+    firsts = []
+    for worker in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=worker, num_replicas_in_sync=2)
+        firsts.append([int(b["index"][0]) for b in first(build_dataset(c.data, 2, input_context=context), 6)])
+    # with lockstep seeds worker 1 would always hold worker 0's index + 1
+    assert any(b != a + 1 for a, b in zip(*firsts))
+
+
+def test_test_phase_is_a_centre_crop_without_flips(make_config):
+    c = make_config(*SMALL, "data.phase=test", "data.flip=true", "data.load_size=96", "data.scale_range=[1.0, 1.5]")
+    from cocosnet_tf.data.sources import build_source
+    source = build_source(c.data)
+    for s in first(build_dataset(c.data, shuffle=False), 3):
+        raw = source.load(int(s["index"]), seed=0)
+        np.testing.assert_array_equal(s["image"], raw["image"][16:80, 16:80])

@@ -180,3 +180,50 @@ def test_pipeline_errors_name_the_file_or_skip_and_count(make_config, tmp_path):
     indices = [int(s["index"]) for s in lenient]
     assert indices == [0, 1, 3]
     assert lenient.loader.skipped == 1
+
+
+def test_official_ade20k_pair_list_with_bare_names_across_splits(make_config, ade):
+    root, _ = ade
+    # the official lists name files only, and validation targets take training references
+    (root / "ade20k_ref_test.txt").write_text(
+        "".join(f"ADE_validation_{i:08d}.png,ADE_training_{(i + 1) % 3:08d}.png\n" for i in range(3)))
+    c = ade_config(make_config, root, "data.phase=test", "data.exemplar.mode=pair_list",
+                   "data.exemplar.pair_list=ade20k_ref_test.txt", "data.exemplar.pseudo_probability=0.5")
+    source = build_source(c.data)
+    sample = source.load(0, seed=0)
+    reference, _ = source.read("images/training/ADE_training_00000001.png")
+    np.testing.assert_allclose(sample["exemplar"], reference / 127.5 - 1.0, atol=1e-6)
+    assert sample["has_flow"] == 0  # the test phase never swaps in a pseudo-pair
+
+
+def test_cityscapes_pairs_each_image_with_its_own_label(make_config, tmp_path):
+    rng = np.random.default_rng(4)
+    labels = {}
+    for city in ("aachen", "bremen"):
+        stem = f"{city}_000000_000019"
+        labels[city] = blocks(rng, 64, 128, [7, 26, 33] if city == "aachen" else [11, 21, 24])
+        write_png(tmp_path / "leftImg8bit" / "train" / city / f"{stem}_leftImg8bit.png", photo(rng, 64, 128))
+        write_png(tmp_path / "gtFine" / "train" / city / f"{stem}_gtFine_labelIds.png", labels[city])
+        write_png(tmp_path / "gtFine" / "train" / city / f"{stem}_gtFine_instanceIds.png",
+                  (labels[city] > 20).astype(np.uint8) * 3)
+    c = make_config("data.dataset=segmentation", f"data.root={tmp_path}", "data.segmentation.layout=cityscapes",
+                    "data.label_nc=35", "data.use_instance=true", "data.crop_size=[64, 128]",
+                    "data.exemplar.mode=random")
+    source = build_source(c.data)
+    for city in ("aachen", "bremen"):
+        _, label = source.read(f"leftImg8bit/train/{city}/{city}_000000_000019_leftImg8bit.png")
+        np.testing.assert_array_equal(np.argmax(label[..., :35], -1), labels[city])
+        np.testing.assert_array_equal(label[..., 35], instance_boundaries((labels[city] > 20).astype(np.uint8)))
+
+
+def test_sixteen_bit_photos_and_bilevel_masks(make_config, tmp_path):
+    from cocosnet_tf.fileio import read_label_ids, read_rgb
+    ramp = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)  # 0 .. 65520
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    rgb = read_rgb(str(tmp_path / "deep.png"))
+    assert rgb.shape == (64, 64, 3)
+    np.testing.assert_allclose(rgb[..., 0].astype(float), ramp / 65535 * 255, atol=0.51)  # scaled, not clipped
+    mask = np.zeros((8, 8), bool)
+    mask[2:5, 3:6] = True
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    np.testing.assert_array_equal(read_label_ids(str(tmp_path / "mask.png")), mask.astype(int))

@@ -169,10 +169,11 @@ class DeepFashionSource(FolderSource):
 
     def __init__(self, config: DataConfig):
         super().__init__(config)
-        self.pairs_are_self_ref = config.phase == "train"
         keys = self._targets()[: config.max_samples or None]
         exemplar = config.exemplar
         official = exemplar.mode == "pair_list" and not exemplar.pair_list
+        # the official training pairs show the same person; a user's list need not
+        self.pairs_are_self_ref = official and config.phase == "train"
         self._finish(keys, self._official_pairs(keys) if official else None)
 
     def _path(self, name: str) -> str:

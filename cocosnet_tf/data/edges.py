@@ -35,3 +35,7 @@ class EdgeSource(FolderSource):
     def read(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         image = resize_image(read_rgb(os.path.join(self.root, key)), self.height, self.width)
         return image, edge_map(image, self.config.edges)
+
+    def pseudo_label(self, exemplar: np.ndarray, warped_label: np.ndarray) -> np.ndarray:
+        # edges of the warped photo itself, so pseudo and real exemplars get alike inputs
+        return edge_map(np.clip(np.rint(exemplar * 255), 0, 255).astype(np.uint8), self.config.edges)

@@ -17,11 +17,12 @@ def normalise_key(path: str) -> str:
     return path.strip().replace("\\", "/")
 
 
-def read_pair_list(path: str, root: str | None = None) -> dict[str, list[str]]:
+def read_pair_list(path: str, root: str | None = None, resolve=None) -> dict[str, list[str]]:
     """Parse `target,ref1[,ref2...]` lines into {target: [refs]}.
 
-    With `root`, every target and reference must exist under it; the error lists the
-    missing ones with their line numbers.
+    `resolve` maps each entry to a key relative to `root` (the official ADE20K lists
+    name bare file names). With `root`, every target and reference must exist under it;
+    the error lists the missing ones with their line numbers.
     """
     if not os.path.isfile(path):
         raise DataError(f"{path}: pair list does not exist")
@@ -32,6 +33,8 @@ def read_pair_list(path: str, root: str | None = None) -> dict[str, list[str]]:
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             fields = [normalise_key(x) for x in line.split(",") if x.strip()]
+            if resolve is not None:
+                fields = [resolve(x) for x in fields]
             if len(fields) < 2:
                 raise DataError(f"{path}:{number}: expected 'target,reference[,reference...]', got {line.strip()!r}")
             if root is not None:
@@ -60,8 +63,10 @@ class ExemplarChoice:
 
 class ExemplarPicker:
     def __init__(self, config: ExemplarConfig, keys: list[str], pairs: dict[str, list[str]] | None = None,
-                 pairs_are_self_ref: bool = False):
+                 pairs_are_self_ref: bool = False, training: bool = True):
         self.config = config
+        # evaluation uses the real exemplars only (the official test phase does too)
+        self.pseudo_probability = config.pseudo_probability if training else 0.0
         self.keys = keys
         self.pairs = pairs
         self.pairs_are_self_ref = pairs_are_self_ref
@@ -76,7 +81,7 @@ class ExemplarPicker:
 
     def pick(self, key: str, rng: np.random.Generator) -> ExemplarChoice:
         c = self.config
-        if c.mode == "pseudo" or rng.uniform() < c.pseudo_probability:
+        if c.mode == "pseudo" or rng.uniform() < self.pseudo_probability:
             return ExemplarChoice(pseudo=True, self_ref=True)
         if c.mode == "random":
             other = self.keys[int(rng.integers(len(self.keys) - 1))]

@@ -58,8 +58,14 @@ class FolderSource(Source):
         exemplar = self.config.exemplar
         if pairs is None and exemplar.mode == "pair_list":
             path = exemplar.pair_list
-            pairs = read_pair_list(path if os.path.isabs(path) else os.path.join(self.root, path), self.root)
-        self.picker = ExemplarPicker(exemplar, keys, pairs, self.pairs_are_self_ref)
+            pairs = read_pair_list(path if os.path.isabs(path) else os.path.join(self.root, path), self.root,
+                                   self.resolve_key)
+        self.picker = ExemplarPicker(exemplar, keys, pairs, self.pairs_are_self_ref,
+                                     training=self.config.phase == "train")
+
+    def resolve_key(self, entry: str) -> str:
+        """A pair-list entry -> a key relative to data.root (here: unchanged)."""
+        return entry
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -71,6 +77,11 @@ class FolderSource(Source):
     def read(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 photo [H, W, 3], semantic map float32 [H, W, Cs]) at the load size."""
 
+    def pseudo_label(self, exemplar: np.ndarray, warped_label: np.ndarray) -> np.ndarray:
+        """The semantic map of a pseudo-pair exemplar (float photo in [0, 1]): by default
+        the target's map carried along by the warp."""
+        return warped_label
+
     def load(self, index: int, seed: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([seed, int(index)])
         key = self.keys[int(index)]
@@ -79,6 +90,6 @@ class FolderSource(Source):
         if choice.pseudo:
             warp = SmoothWarp.random(rng, self.height, self.width, self.config.exemplar.warp_strength)
             exemplar, exemplar_label, flow = pseudo_pair(image.astype(np.float32) / 255.0, label, warp)
-            return make_sample(image, label, exemplar, exemplar_label, True, flow)
+            return make_sample(image, label, exemplar, self.pseudo_label(exemplar, exemplar_label), True, flow)
         exemplar, exemplar_label = self.read(choice.key)
         return make_sample(image, label, exemplar, exemplar_label, choice.self_ref, None)

@@ -81,7 +81,8 @@ def _load_fn(loader: _Loader, semantic_nc: int, height: int, width: int):
 
 
 def augment(sample: dict, seed: tf.Tensor, config: DataConfig) -> dict:
-    """Random scale, crop and flip, the same for every image, map and the flow.
+    """Random scale, crop and flip, the same for every image, map and the flow; in the
+    test phase only a centre crop.
 
     `flow` holds exemplar positions; the exemplar undergoes the same transform, so a
     value transforms like a position: x -> (x + 0.5) * scale - 0.5, minus the crop
@@ -90,7 +91,8 @@ def augment(sample: dict, seed: tf.Tensor, config: DataConfig) -> dict:
     (height, width), (crop_h, crop_w) = config.load_hw, config.crop_size
     out = dict(sample)
     low, high = config.scale_range
-    if (low, high) != (1.0, 1.0):
+    training = config.phase == "train"
+    if training and (low, high) != (1.0, 1.0):
         scale = tf.random.stateless_uniform([], seed, low, high)
         new_h = tf.maximum(crop_h, tf.cast(tf.round(height * scale), tf.int32))
         new_w = tf.maximum(crop_w, tf.cast(tf.round(width * scale), tf.int32))
@@ -103,14 +105,17 @@ def augment(sample: dict, seed: tf.Tensor, config: DataConfig) -> dict:
         out["flow"] = (out["flow"] + 0.5) * ratio - 0.5
     else:
         new_h, new_w = tf.constant(height), tf.constant(width)
-    crop_seed = tf.random.experimental.stateless_fold_in(seed, 1)
-    top = tf.random.stateless_uniform([], crop_seed, 0, new_h - crop_h + 1, dtype=tf.int32)
-    left = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(seed, 2), 0,
-                                       new_w - crop_w + 1, dtype=tf.int32)
+    if training:
+        crop_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+        top = tf.random.stateless_uniform([], crop_seed, 0, new_h - crop_h + 1, dtype=tf.int32)
+        left = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(seed, 2), 0,
+                                           new_w - crop_w + 1, dtype=tf.int32)
+    else:  # evaluation sees the centre, unflipped, at the load scale
+        top, left = (new_h - crop_h) // 2, (new_w - crop_w) // 2
     for key in IMAGE_KEYS + LABEL_KEYS + ("flow",):
         out[key] = out[key][top: top + crop_h, left: left + crop_w]
     out["flow"] = out["flow"] - tf.cast(tf.stack([left, top]), tf.float32)
-    if config.flip:
+    if config.flip and training:
         flip_seed = tf.random.experimental.stateless_fold_in(seed, 3)
         do_flip = tf.random.stateless_uniform([], flip_seed) < 0.5
         for key in IMAGE_KEYS + LABEL_KEYS + ("flow",):
@@ -124,7 +129,9 @@ def augment(sample: dict, seed: tf.Tensor, config: DataConfig) -> dict:
 
 
 def _needs_augment(config: DataConfig) -> bool:
-    return config.flip or tuple(config.scale_range) != (1.0, 1.0) or list(config.load_hw) != config.crop_size
+    if list(config.load_hw) != config.crop_size:
+        return True
+    return config.phase == "train" and (config.flip or tuple(config.scale_range) != (1.0, 1.0))
 
 
 def build_dataset(config: DataConfig, batch_size: int | None = None, *, repeat: bool = True,
@@ -145,8 +152,11 @@ def build_dataset(config: DataConfig, batch_size: int | None = None, *, repeat: 
         if batch_size is not None:
             batch_size = input_context.get_per_replica_batch_size(batch_size)
     shard_size = int(indices.cardinality())
+    # each worker draws its own permutation and augmentations
+    worker = input_context.input_pipeline_id if input_context is not None else 0
+    stream_seed = config.seed * 1009 + worker
     if config.shuffle if shuffle is None else shuffle:
-        indices = indices.shuffle(shard_size, seed=config.seed, reshuffle_each_iteration=True)
+        indices = indices.shuffle(shard_size, seed=stream_seed, reshuffle_each_iteration=True)
     if repeat:
         indices = indices.repeat()
     # position in the stream -> (epoch, index): the epoch varies per-epoch random choices
@@ -159,7 +169,7 @@ def build_dataset(config: DataConfig, batch_size: int | None = None, *, repeat: 
         ds = ds.filter(lambda pos, sample, valid: valid)
     if _needs_augment(config):
         def apply(pos, sample, valid):
-            seed = tf.stack([tf.constant(config.seed, tf.int64), pos])
+            seed = tf.stack([tf.constant(stream_seed, tf.int64), pos])
             return augment(sample, seed, config)
         ds = ds.map(apply, num_parallel_calls=parallel, deterministic=True)
     else:

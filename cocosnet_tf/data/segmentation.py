@@ -67,7 +67,21 @@ class SegmentationSource(FolderSource):
             key = f"{image_dir}/{rel}"
             (keys if os.path.isfile(self._map_path(key, 1)) else unlabelled).append(key)
         self._report_unmatched(unlabelled, label_dir, image_dir, keys)
+        self._by_name: dict[str, str] | None = None
         self._finish(keys)
+
+    def resolve_key(self, entry: str) -> str:
+        """The official ADE20K pair lists name bare files (ADE_val_...jpg,ADE_train_...jpg):
+        look those up in the image folders of both phases."""
+        if "/" in entry or os.path.isfile(os.path.join(self.root, entry)):
+            return entry
+        if self._by_name is None:
+            self._by_name = {}
+            for image_dir in dict.fromkeys(d[0] for d in self.dir_sets):
+                if os.path.isdir(os.path.join(self.root, image_dir)):
+                    for rel in list_images(os.path.join(self.root, image_dir)):
+                        self._by_name.setdefault(os.path.basename(rel), f"{image_dir}/{rel}")
+        return self._by_name.get(entry, entry)
 
     def _report_unmatched(self, unlabelled: list[str], label_dir: str, image_dir: str, keys: list[str]) -> None:
         labelled_maps = {os.path.normpath(self._map_path(k, 1)) for k in keys}
