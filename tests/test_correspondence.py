@@ -1,0 +1,276 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy.ndimage import gaussian_filter
+
+from cocosnet_tf.correspondence.network import CorrespondenceNet, dense_level
+from cocosnet_tf.correspondence.patchmatch import PatchMatchLevel, initial_offsets, propagate
+from cocosnet_tf.data.geometry import SmoothWarp, pixel_grid, sample_bilinear
+
+C = 16
+
+
+def unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def random_field(rng, h, w):
+    """Smooth but discriminative unit features [h, w, C]."""
+    return unit(gaussian_filter(rng.normal(size=(h, w, C)), sigma=(2.0, 2.0, 0))).astype(np.float32)
+
+
+def level_truth(kind, factor, h, w, full):
+    """True exemplar position (row, col) of each pixel of a level `factor` times smaller."""
+    yx = pixel_grid(h, w)[..., ::-1]  # (row, col)
+    if kind == "shift":
+        return yx + np.array([8, -16]) / factor
+    xy_full = full.forward((pixel_grid(h, w) + 0.5) * factor - 0.5)
+    return ((xy_full + 0.5) / factor - 0.5)[..., ::-1]
+
+
+def level_features(rng, kind, factor, size, full):
+    h, w = size[0] // factor, size[1] // factor
+    exemplar = random_field(rng, h, w)
+    truth = level_truth(kind, factor, h, w, full)
+    inside = (truth[..., 0] >= 0) & (truth[..., 0] <= h - 1) & (truth[..., 1] >= 0) & (truth[..., 1] <= w - 1)
+    source = sample_bilinear(exemplar, truth[..., ::-1])
+    features = np.where(inside[..., None], unit(source), random_field(rng, h, w))
+    return features[None], exemplar[None], truth, inside
+
+
+def zero_update(level):
+    """Silence the ConvGRU: its flow head predicts no correction."""
+    head = level.update.head_2
+    head.kernel.assign(tf.zeros_like(head.kernel))
+    head.bias.assign(tf.zeros_like(head.bias))
+
+
+def within_reach(found, truth, inside, kind):
+    """Share of pixels whose found position is within reach of the truth.
+
+    Shift (even at every level): within one pixel. Smooth warp: the official
+    initialisation doubles the coarse match and adds even window offsets, and
+    propagation only hands offsets over, so without the ConvGRU every offset stays even
+    and a pixel reaches exemplar positions of its own parity only, up to 1 px per axis
+    from a non-integer truth (two such positions tie where the truth lies between
+    them). There: within 1.25 px, and 99% within 1.5 px. The ConvGRU's continuous
+    corrections are what close that gap.
+    """
+    error = np.abs(found - truth).max(-1)[inside]
+    if kind == "shift":
+        return np.mean(error <= 1.0)
+    assert np.mean(error <= 1.5) >= 0.99
+    return np.mean(error <= 1.25)
+
+
+@pytest.mark.parametrize("kind", ["shift", "smooth"])
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_patchmatch_alone_recovers_known_correspondence(kind, mode):
+    rng = np.random.default_rng(0)
+    size = (96, 128)
+    full = SmoothWarp.random(np.random.default_rng(5), *size, strength=1.0)
+    feats, ex, truth, inside = level_features(rng, kind, 8, size, full)
+    pooled = np.zeros(feats.shape[:3] + (3,), np.float32)
+    _, _, best = dense_level(tf.constant(feats), tf.constant(ex), tf.constant(pooled), 0.01, False, True)
+    err = np.abs(best.numpy()[0] - truth).max(-1)[inside]
+    assert np.mean(err <= 1.0) >= 0.95
+    for factor in (4, 2, 1):
+        feats, ex, truth, inside = level_features(rng, kind, factor, size, full)
+        level = PatchMatchLevel(sampling_mode=mode, chunk=1000)
+        init = initial_offsets(best)
+        colours = np.zeros(feats.shape[:3] + (3,), np.float32)
+        level(tf.constant(feats), tf.constant(ex), tf.constant(colours), init)  # build
+        zero_update(level)
+        out = level(tf.constant(feats), tf.constant(ex), tf.constant(colours), init)
+        best = out["positions"][..., 0, :]
+        within = within_reach(best.numpy()[0], truth, inside, kind)
+        assert within >= 0.95, f"1/{factor}: only {within:.3f} of pixels within reach"
+
+
+def test_propagation_hands_over_neighbours_offsets_with_zero_borders():
+    offsets = tf.reshape(tf.range(1, 2 * 3 * 2 + 1, dtype=tf.float32), [1, 2, 3, 1, 2])
+    o = offsets.numpy()[0, :, :, 0]
+    horizontal = propagate(offsets, axis=2).numpy()[0]
+    assert horizontal.shape == (2, 3, 3, 2)
+    for r in range(2):
+        for c in range(3):
+            np.testing.assert_array_equal(horizontal[r, c, 1], o[r, c])
+            np.testing.assert_array_equal(horizontal[r, c, 0], o[r, c - 1] if c > 0 else 0)
+            np.testing.assert_array_equal(horizontal[r, c, 2], o[r, c + 1] if c < 2 else 0)
+    vertical = propagate(offsets, axis=1).numpy()[0]
+    np.testing.assert_array_equal(vertical[0, 1, 0], 0)
+    np.testing.assert_array_equal(vertical[0, 1, 2], o[1, 1])
+    np.testing.assert_array_equal(vertical[1, 2, 0], o[0, 2])
+    np.testing.assert_array_equal(vertical[1, 2, 2], 0)
+
+
+def test_initialisation_is_the_doubled_coarse_match_plus_a_dilated_window():
+    best = np.array([[[[1.0, 2.0], [0.0, 0.0]], [[3.0, 1.0], [2.0, 2.0]]]], np.float32)  # [1, 2, 2, 2]
+    offsets = initial_offsets(tf.constant(best)).numpy()[0]
+    assert offsets.shape == (4, 4, 16, 2)
+    window = np.array([(a, b) for a in (-2, 0, 2, 4) for b in (-2, 0, 2, 4)])
+    for y in range(4):
+        for x in range(4):
+            positions = offsets[y, x] + (y, x)
+            expected = 2 * best[0, y // 2, x // 2] + (y % 2, x % 2) + window
+            np.testing.assert_allclose(positions, expected)
+
+
+def brute_force_top(queries, values, positions, h, w, mode, k, temperature):
+    """NumPy scores of every candidate, then the top k (positions and probabilities)."""
+    flat = values.reshape(h * w, -1)
+    y = np.clip(positions[..., 0], 0, h - 1)
+    x = np.clip(positions[..., 1], 0, w - 1)
+    if mode == "nearest":
+        sampled = flat[np.floor(y).astype(int) * w + np.floor(x).astype(int)]
+    else:
+        sampled = sample_bilinear(values, np.stack([x, y], -1))
+    logits = np.einsum("nc,nkc->nk", queries.reshape(h * w, -1), sampled) / temperature
+    order = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
+    probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+    probabilities /= probabilities.sum(-1, keepdims=True)
+    return order, np.take_along_axis(probabilities, order, -1)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+@pytest.mark.parametrize("chunk", [0, 7])
+def test_evaluation_top_k_equals_brute_force(mode, chunk):
+    rng = np.random.default_rng(1)
+    h, w = 6, 5
+    queries = unit(rng.normal(size=(h * w, C))).astype(np.float32)
+    values = unit(rng.normal(size=(h, w, C))).astype(np.float32)
+    offsets = rng.uniform(-4, 4, size=(1, h, w, 48, 2)).astype(np.float32)
+    level = PatchMatchLevel(sampling_mode=mode, chunk=chunk)
+    grid = tf.constant(pixel_grid(h, w)[..., ::-1].astype(np.float32))
+    kept, probabilities = level._evaluate(tf.constant(queries[None]), tf.constant(values.reshape(1, h * w, C)),
+                                          tf.constant(offsets), grid, h, w)
+    positions = offsets[0].reshape(h * w, 48, 2) + pixel_grid(h, w)[..., ::-1].reshape(h * w, 1, 2)
+    order, expected_p = brute_force_top(queries, values, positions, h, w, mode, 16, 0.01)
+    expected_offsets = np.take_along_axis(offsets[0].reshape(h * w, 48, 2), order[..., None], 1)
+    np.testing.assert_allclose(kept.numpy().reshape(h * w, 16, 2), expected_offsets, atol=1e-6)
+    np.testing.assert_allclose(probabilities.numpy().reshape(h * w, 16), expected_p, rtol=1e-4, atol=1e-6)
+
+
+def small_net(sampling="bilinear", chunk=0, levels=3):
+    return CorrespondenceNet(semantic_nc=5, nef=8, levels=levels, iterations=2, sampling=sampling, chunk=chunk)
+
+
+def inputs(batch=2, h=32, w=48, seed=0):
+    rng = np.random.default_rng(seed)
+    label = np.eye(5, dtype=np.float32)[rng.integers(0, 5, size=(batch, h // 4, w // 4))]
+    label = np.repeat(np.repeat(label, 4, 1), 4, 2)
+    exemplar = rng.uniform(-1, 1, size=(batch, h, w, 3)).astype(np.float32)
+    return tf.constant(label), tf.constant(exemplar), tf.constant(label[:, :, ::-1])
+
+
+def gradients(net, label, exemplar, exemplar_label):
+    with tf.GradientTape() as tape:
+        out = net(label, exemplar, exemplar_label, training=True)
+        loss = tf.reduce_mean(tf.abs(out["warps"][-1] - tf.nn.avg_pool2d(exemplar, 2, 2, "VALID")))
+    grads = tape.gradient(loss, net.trainable_variables)
+    return {v.path: (0.0 if g is None else float(tf.reduce_max(tf.abs(g)))) for v, g in zip(net.trainable_variables, grads)}
+
+
+def test_bilinear_sampling_trains_every_variable_including_the_convgru():
+    net = small_net("bilinear")
+    grads = gradients(net, *inputs())
+    missing = [name for name, g in grads.items() if g == 0.0]
+    assert not missing, f"no gradient for {missing}"
+    assert any("refine_net" in name for name in grads) and any("initial_layer" in name for name in grads)
+
+
+def test_nearest_sampling_leaves_the_convgru_untrained_as_the_official_code():
+    # the official integer indices cut the ConvGRU and its initial convs off the loss
+    net = small_net("nearest")
+    grads = gradients(net, *inputs())
+    gru = {name: g for name, g in grads.items() if "refine_net" in name or "initial_layer" in name}
+    assert gru and all(g == 0.0 for g in gru.values())
+    assert any(g > 0 for name, g in grads.items() if "adaptive_model" in name)
+
+
+def test_outputs_shapes_batch_and_non_square():
+    net = small_net()
+    out = net(*inputs(batch=2, h=32, w=48))
+    assert [tuple(w.shape) for w in out["warps"]] == [(2, 4, 6, 3), (2, 8, 12, 3), (2, 16, 24, 3)]
+    assert out["cycle_warp"].shape == (2, 4, 6, 3)
+    assert [tuple(p.shape) for p in out["positions"]] == [(2, 8, 12, 16, 2), (2, 16, 24, 16, 2)]
+    np.testing.assert_allclose(tf.reduce_sum(out["weights"][-1], -1).numpy(), 1.0, rtol=1e-5)
+    positions = out["positions"][-1].numpy()
+    assert positions[..., 0].max() <= 23 and positions[..., 1].max() <= 15 and positions.min() >= 0
+    assert len(out["features"]) == 3 and "target_features" not in out
+    with_target = net(*inputs(batch=2, h=32, w=48), image=inputs()[1])
+    assert [f.shape[-1] for f in with_target["target_features"]] == [32, 32, 16]
+
+
+def test_batch_elements_are_independent():
+    net = small_net()
+    label, exemplar, exemplar_label = inputs(batch=2)
+    both = net(label, exemplar, exemplar_label)
+    second = net(label[1:], exemplar[1:], exemplar_label[1:])
+    for a, b in zip(both["warps"], second["warps"]):
+        np.testing.assert_allclose(a[1:].numpy(), b.numpy(), atol=1e-5)
+
+
+def test_chunked_inference_equals_whole():
+    whole, chunked = small_net(chunk=0), small_net(chunk=37)
+    args = inputs()
+    whole(*args)
+    chunked(*args)
+    chunked.set_weights(whole.get_weights())
+    a, b = whole(*args), chunked(*args)
+    for x, y in zip(a["warps"] + a["positions"], b["warps"] + b["positions"]):
+        np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-6)
+
+
+def test_eager_graph_and_xla_agree():
+    net = small_net(chunk=64)
+    args = inputs(batch=2, h=32, w=48, seed=3)
+    eager = net(*args)
+    graph = tf.function(lambda *a: net(*a))(*args)
+    xla = tf.function(lambda *a: net(*a), jit_compile=True)(*args)
+    for other in (graph, xla):
+        np.testing.assert_allclose(eager["warps"][0].numpy(), other["warps"][0].numpy(), atol=1e-4)
+        np.testing.assert_allclose(eager["cycle_warp"].numpy(), other["cycle_warp"].numpy(), atol=1e-4)
+        for a, b in zip(eager["warps"][1:], other["warps"][1:]):
+            # float reassociation (XLA fuses differently) may flip near-ties in the top-K
+            # choice of untrained features: nearly every pixel must agree
+            close = np.abs(a.numpy() - b.numpy()).max(-1) < 1e-3
+            assert close.mean() > 0.97
+
+
+def test_training_order_is_seeded_and_inference_is_fixed():
+    args = inputs()
+    nets = [small_net(), small_net()]
+    for net in nets:
+        net(*args)
+    nets[1].set_weights(nets[0].get_weights())
+    # the same seed draws the same propagation orders in training
+    a, b = (net(*args, training=True) for net in nets)
+    for x, y in zip(a["positions"], b["positions"]):
+        np.testing.assert_array_equal(x.numpy(), y.numpy())
+    first, again = nets[0](*args), nets[0](*args)
+    for x, y in zip(first["positions"], again["positions"]):
+        np.testing.assert_array_equal(x.numpy(), y.numpy())
+
+
+def test_duplicate_candidates_are_suppressed_in_bilinear_mode():
+    from cocosnet_tf.correspondence.patchmatch import suppress_duplicates
+    positions = tf.constant([[[[1.0, 2.0], [3.0, 4.0], [1.0, 2.0], [3.0, 4.5]]]])
+    logits = tf.constant([[[0.5, 0.2, 0.5, 0.1]]])
+    out = suppress_duplicates(logits, positions).numpy()[0, 0]
+    np.testing.assert_allclose(out[[0, 1, 3]], [0.5, 0.2, 0.1])
+    assert out[2] == -np.inf
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda l, e, el: (l[..., :4], e, el), "label has 4 channels, expected 5"),
+    (lambda l, e, el: (l, e[..., :2], el), "exemplar has 2 channels, expected 3"),
+    (lambda l, e, el: (l, e[:, :16], el), "must share one size"),
+    (lambda l, e, el: (l[:, :20], e[:, :20], el[:, :20]), "multiples of 8"),
+    (lambda l, e, el: (l[0], e, el), "must be [batch, height, width, channels]"),
+])
+def test_bad_inputs_are_clear_errors(change, message):
+    net = small_net()
+    with pytest.raises(ValueError) as info:
+        net(*change(*inputs()))
+    assert message in str(info.value)
