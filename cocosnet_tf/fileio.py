@@ -78,9 +78,7 @@ def read_rgb(path: str) -> np.ndarray:
     img = _open_image(path)
     if img.mode.startswith("I;16") or img.mode in ("I", "F"):
         arr = np.asarray(img).astype(np.float64)
-        top = 65535.0 if img.mode.startswith("I") else max(float(arr.max()), 1e-12)
-        if img.mode == "I" and arr.max() > 65535:
-            top = float(arr.max())
+        top = max(65535.0 if img.mode != "F" else 0.0, float(arr.max()), 1e-12)
         gray = np.clip(np.rint(arr / top * 255), 0, 255).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=-1)
     return np.asarray(img.convert("RGB"))

@@ -251,26 +251,3 @@ def test_training_order_is_seeded_and_inference_is_fixed():
     first, again = nets[0](*args), nets[0](*args)
     for x, y in zip(first["positions"], again["positions"]):
         np.testing.assert_array_equal(x.numpy(), y.numpy())
-
-
-def test_duplicate_candidates_are_suppressed_in_bilinear_mode():
-    from cocosnet_tf.correspondence.patchmatch import suppress_duplicates
-    positions = tf.constant([[[[1.0, 2.0], [3.0, 4.0], [1.0, 2.0], [3.0, 4.5]]]])
-    logits = tf.constant([[[0.5, 0.2, 0.5, 0.1]]])
-    out = suppress_duplicates(logits, positions).numpy()[0, 0]
-    np.testing.assert_allclose(out[[0, 1, 3]], [0.5, 0.2, 0.1])
-    assert out[2] == -np.inf
-
-
-@pytest.mark.parametrize("change, message", [
-    (lambda l, e, el: (l[..., :4], e, el), "label has 4 channels, expected 5"),
-    (lambda l, e, el: (l, e[..., :2], el), "exemplar has 2 channels, expected 3"),
-    (lambda l, e, el: (l, e[:, :16], el), "must share one size"),
-    (lambda l, e, el: (l[:, :20], e[:, :20], el[:, :20]), "multiples of 8"),
-    (lambda l, e, el: (l[0], e, el), "must be [batch, height, width, channels]"),
-])
-def test_bad_inputs_are_clear_errors(change, message):
-    net = small_net()
-    with pytest.raises(ValueError) as info:
-        net(*change(*inputs()))
-    assert message in str(info.value)

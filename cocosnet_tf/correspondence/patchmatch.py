@@ -59,21 +59,6 @@ def propagate(offsets: tf.Tensor, axis: int) -> tf.Tensor:
     return tf.concat([previous, offsets, following], axis=3)
 
 
-def suppress_duplicates(logits: tf.Tensor, positions: tf.Tensor) -> tf.Tensor:
-    """-inf for every candidate whose position an earlier candidate already holds.
-
-    Neighbours that share an offset propose the same position again; the official top-K
-    then fills up with copies and the candidate set collapses to a few positions, which
-    only the ConvGRU's per-candidate corrections spread out again. Keeping K *distinct*
-    candidates lets propagation itself refine to the nearest position.
-    """
-    same = tf.reduce_all(positions[:, :, :, None, :] == positions[:, :, None, :, :], axis=-1)
-    n = tf.shape(logits)[-1]
-    earlier = tf.linalg.band_part(tf.ones([n, n], tf.bool), 0, -1) & ~tf.eye(n, dtype=tf.bool)  # i < j
-    duplicate = tf.reduce_any(same & earlier, axis=-2)
-    return tf.where(duplicate, tf.constant(-float("inf"), logits.dtype), logits)
-
-
 @keras.saving.register_keras_serializable("cocosnet")
 class PatchMatchLevel(keras.layers.Layer):
     """One finer level: T iterations of propagation + evaluation + ConvGRU, final warp."""
@@ -99,12 +84,11 @@ class PatchMatchLevel(keras.layers.Layer):
         positions = tf.stop_gradient(flat) + tf.reshape(grid, [1, n, 1, 2])
 
         def score(q, p):
-            logits = sampling.scores(q, values, p, height, width, self.sampling_mode, self.temperature)
-            return logits if self.sampling_mode == "nearest" else suppress_duplicates(logits, p)
+            return sampling.scores(q, values, p, height, width, self.sampling_mode, self.temperature)
 
         logits = sampling.chunked(score, [queries, positions], self.chunk)
         top, index = tf.math.top_k(logits, k=self.candidates)
-        probabilities = tf.exp(top - tf.reduce_logsumexp(logits, axis=-1, keepdims=True))  # 0 for -inf
+        probabilities = tf.exp(top - tf.reduce_logsumexp(logits, axis=-1, keepdims=True))
         kept = tf.gather(flat, index, batch_dims=2)  # values keep their gradient
         shape = tf.concat([tf.shape(offsets)[:3], [self.candidates]], 0)
         return tf.reshape(kept, tf.concat([shape, [2]], 0)), tf.reshape(probabilities, shape)

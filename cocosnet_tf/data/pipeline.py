@@ -65,10 +65,8 @@ class _Loader:
                 raise DataError(f"{self.source.name(index)}: {key} holds non-finite values")
 
 
-def _load_fn(loader: _Loader, semantic_nc: int, height: int, width: int):
-    shapes = {"label": [height, width, semantic_nc], "image": [height, width, 3],
-              "exemplar": [height, width, 3], "exemplar_label": [height, width, semantic_nc],
-              "self_ref": [], "flow": [height, width, 2], "has_flow": []}
+def _load_fn(loader: _Loader):
+    shapes = {k: list(np.shape(v)) for k, v in loader.placeholder.items()}
 
     def load(position, index, epoch):
         out = tf.numpy_function(loader, [index, epoch], [tf.float32] * len(SAMPLE_KEYS) + [tf.bool],
@@ -163,7 +161,7 @@ def build_dataset(config: DataConfig, batch_size: int | None = None, *, repeat: 
     stream = indices.enumerate().map(lambda pos, idx: (pos, idx, pos // shard_size))
     loader = _Loader(source, config.on_bad_sample == "skip", config.seed)
     parallel = tf.data.AUTOTUNE if config.num_parallel_calls == -1 else config.num_parallel_calls
-    ds = stream.map(_load_fn(loader, source.semantic_nc, source.height, source.width),
+    ds = stream.map(_load_fn(loader),
                     num_parallel_calls=parallel, deterministic=True)
     if config.on_bad_sample == "skip":
         ds = ds.filter(lambda pos, sample, valid: valid)
