@@ -90,14 +90,14 @@ def test_patchmatch_alone_recovers_known_correspondence(kind, mode):
 def test_propagation_hands_over_neighbours_offsets_with_zero_borders():
     offsets = tf.reshape(tf.range(1, 2 * 3 * 2 + 1, dtype=tf.float32), [1, 2, 3, 1, 2])
     o = offsets.numpy()[0, :, :, 0]
-    horizontal = propagate(offsets, axis=2).numpy()[0]
+    horizontal = propagate(offsets, horizontal=True).numpy()[0]
     assert horizontal.shape == (2, 3, 3, 2)
     for r in range(2):
         for c in range(3):
             np.testing.assert_array_equal(horizontal[r, c, 1], o[r, c])
             np.testing.assert_array_equal(horizontal[r, c, 0], o[r, c - 1] if c > 0 else 0)
             np.testing.assert_array_equal(horizontal[r, c, 2], o[r, c + 1] if c < 2 else 0)
-    vertical = propagate(offsets, axis=1).numpy()[0]
+    vertical = propagate(offsets, horizontal=tf.constant(False)).numpy()[0]
     np.testing.assert_array_equal(vertical[0, 1, 0], 0)
     np.testing.assert_array_equal(vertical[0, 1, 2], o[1, 1])
     np.testing.assert_array_equal(vertical[1, 2, 0], o[0, 2])
@@ -218,8 +218,20 @@ def test_chunked_inference_equals_whole():
     chunked(*args)
     chunked.set_weights(whole.get_weights())
     a, b = whole(*args), chunked(*args)
-    for x, y in zip(a["warps"] + a["positions"], b["warps"] + b["positions"]):
+    for x, y in zip(a["warps"] + a["positions"] + [a["cycle_warp"], a["dense_best"]],
+                    b["warps"] + b["positions"] + [b["cycle_warp"], b["dense_best"]]):
         np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-6)
+
+
+def test_dense_level_in_row_chunks_equals_whole():
+    rng = np.random.default_rng(4)
+    q, r = (tf.constant(rng.normal(size=(2, 6, 10, 8)).astype(np.float32)) for _ in range(2))
+    pooled = tf.constant(rng.uniform(size=(2, 6, 10, 3)).astype(np.float32))
+    whole = dense_level(q, r, pooled, 0.1, cycle=True, hard_best=True)
+    for chunk in (16, 7 * 16, 60 * 16):  # 1 row, 7 rows (ragged last chunk), all rows
+        parts = dense_level(q, r, pooled, 0.1, cycle=True, hard_best=True, chunk=chunk)
+        for x, y in zip(whole, parts):
+            np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-5)
 
 
 def test_eager_graph_and_xla_agree():

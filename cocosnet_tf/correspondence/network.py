@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 
 from cocosnet_tf.config import ModelConfig
+from cocosnet_tf.correspondence import sampling
 from cocosnet_tf.correspondence.alignment import AlignmentUNet
 from cocosnet_tf.correspondence.patchmatch import PatchMatchLevel, initial_offsets, pixel_grid
 from cocosnet_tf.layers.blocks import conv
@@ -34,7 +35,7 @@ def level_factor(level: int) -> int:
     return COARSEST_FACTOR >> level
 
 
-def dense_level(queries, values, exemplar, temperature, cycle: bool, hard_best: bool):
+def dense_level(queries, values, exemplar, temperature, cycle: bool, hard_best: bool, chunk: int = 0):
     """Softmax attention over every exemplar position (the coarsest level).
 
     queries, values [B, h, w, C]; exemplar [B, h, w, 3] pooled. Returns (warp,
@@ -42,26 +43,53 @@ def dense_level(queries, values, exemplar, temperature, cycle: bool, hard_best: 
     position is the argmax, as the official code; otherwise it still *is* the argmax
     but its gradient is that of the attention-weighted position (straight-through), so
     that the finer levels' losses reach this level.
+
+    A positive `chunk` (inference) attends dense_rows(chunk) queries at a time, so that
+    the N x N score matrix is never whole: at 1024x1024 it would be 16384^2 floats (1 GiB)
+    for each of the scores, the softmax and the cycle's transposed softmax.
     """
     b, h, w = tf.shape(queries)[0], tf.shape(queries)[1], tf.shape(queries)[2]
     n = h * w
     q = tf.reshape(queries, [b, n, -1])
     r = tf.reshape(values, [b, n, -1])
-    logits = tf.matmul(q, r, transpose_b=True) / temperature  # [B, N, N]
-    attention = tf.nn.softmax(logits, axis=-1)
     pooled = tf.reshape(exemplar, [b, n, 3])
-    warp = tf.matmul(attention, pooled)
-    cycle_warp = None
-    if cycle:
-        back = tf.nn.softmax(tf.transpose(logits, [0, 2, 1]), axis=-1)
-        cycle_warp = tf.reshape(tf.matmul(back, warp), [b, h, w, 3])
     grid = tf.reshape(pixel_grid(h, w), [n, 2])
-    index = tf.argmax(logits, axis=-1, output_type=tf.int32)
-    best = tf.gather(grid, index)
-    if not hard_best:
-        soft = tf.matmul(attention, tf.broadcast_to(grid, [b, n, 2]))
-        best = soft + tf.stop_gradient(best - soft)
+    if chunk > 0:
+        rows = dense_rows(chunk)
+
+        def forward(q_rows):
+            logits = tf.matmul(q_rows, r, transpose_b=True) / temperature
+            best = tf.gather(grid, tf.argmax(logits, axis=-1, output_type=tf.int32))
+            return tf.concat([tf.matmul(tf.nn.softmax(logits, axis=-1), pooled), best], axis=-1)
+
+        warp_best = sampling.chunked(forward, [q], rows)
+        warp, best = warp_best[..., :3], warp_best[..., 3:]
+        cycle_warp = None
+        if cycle:  # backwards: each exemplar position attends over the input's
+            cycle_warp = sampling.chunked(
+                lambda r_rows: tf.matmul(tf.nn.softmax(tf.matmul(r_rows, q, transpose_b=True) / temperature), warp),
+                [r], rows)
+    else:
+        logits = tf.matmul(q, r, transpose_b=True) / temperature  # [B, N, N]
+        attention = tf.nn.softmax(logits, axis=-1)
+        warp = tf.matmul(attention, pooled)
+        cycle_warp = None
+        if cycle:
+            cycle_warp = tf.matmul(tf.nn.softmax(tf.transpose(logits, [0, 2, 1]), axis=-1), warp)
+        best = tf.gather(grid, tf.argmax(logits, axis=-1, output_type=tf.int32))
+        if not hard_best:
+            soft = tf.matmul(attention, tf.broadcast_to(grid, [b, n, 2]))
+            best = soft + tf.stop_gradient(best - soft)
+    if cycle_warp is not None:
+        cycle_warp = tf.reshape(cycle_warp, [b, h, w, 3])
     return tf.reshape(warp, [b, h, w, 3]), cycle_warp, tf.reshape(best, [b, h, w, 2])
+
+
+def dense_rows(chunk: int) -> int:
+    """Queries per chunk of the dense level: a PatchMatch chunk scores chunk x 3K
+    candidates, the dense level scores rows x N; chunk / 16 rows keeps a 128x128 coarsest
+    level (N = 16384) at 64 MiB of scores per chunk."""
+    return max(1, chunk // 16)
 
 
 def average_pool(image: tf.Tensor, factor: int) -> tf.Tensor:
@@ -128,7 +156,8 @@ class CorrespondenceNet(keras.Model):
         phi = [l2_normalize_channels(p(f), centre=True) for p, f in zip(self.phi, exemplar_features)]
         bilinear = self.sampling == "bilinear"
         warp, cycle_warp, best = dense_level(theta[0], phi[0], average_pool(exemplar, COARSEST_FACTOR),
-                                             self.temperature, cycle=True, hard_best=not bilinear)
+                                             self.temperature, cycle=True, hard_best=not bilinear,
+                                             chunk=0 if training else self.chunk)
         out = {"warps": [warp], "cycle_warp": cycle_warp, "positions": [], "weights": [],
                "dense_best": swap_xy(best), "features": features, "exemplar_features": exemplar_features}
         for level, patch_match in enumerate(self.patch_match, start=1):

@@ -46,17 +46,29 @@ def initial_offsets(best: tf.Tensor) -> tf.Tensor:
     return fine[:, :, :, None, :] + window_offsets()
 
 
-def propagate(offsets: tf.Tensor, axis: int) -> tf.Tensor:
+def propagate(offsets: tf.Tensor, horizontal) -> tf.Tensor:
     """[B, H, W, K, 2] -> [B, H, W, 3K, 2]: (previous neighbour, own, next neighbour).
 
-    axis 2 is horizontal, 1 vertical. Outside the map a neighbour's offsets are zero,
-    that is, the position itself (the official zero padding).
+    `horizontal` (a Python bool or a boolean scalar tensor) picks the axis. Outside the
+    map a neighbour's offsets are zero, that is, the position itself (the official zero
+    padding). Neighbours are gathered by flat index, so a random axis needs no tf.cond:
+    under XLA the gradient of a cond around the evaluation made training ~30x slower.
     """
-    size = tf.shape(offsets)[axis]
-    zeros = tf.zeros_like(tf.gather(offsets, [0], axis=axis))
-    previous = tf.concat([zeros, tf.gather(offsets, tf.range(size - 1), axis=axis)], axis=axis)
-    following = tf.concat([tf.gather(offsets, tf.range(1, size), axis=axis), zeros], axis=axis)
-    return tf.concat([previous, offsets, following], axis=3)
+    shape = tf.shape(offsets)
+    b, h, w, k = shape[0], shape[1], shape[2], shape[3]
+    rows, cols = tf.meshgrid(tf.range(h), tf.range(w), indexing="ij")
+    coordinate = tf.where(horizontal, cols, rows)
+    size = tf.where(horizontal, w, h)
+    step = tf.where(horizontal, 1, w)
+    index = rows * w + cols
+    flat = tf.reshape(offsets, [b, h * w, k, 2])
+
+    def neighbour(direction, valid):
+        picked = tf.gather(flat, tf.reshape(tf.where(valid, index + direction * step, index), [-1]), axis=1)
+        return picked * tf.cast(tf.reshape(valid, [1, -1, 1, 1]), offsets.dtype)
+
+    candidates = [neighbour(-1, coordinate > 0), flat, neighbour(1, coordinate < size - 1)]
+    return tf.reshape(tf.concat(candidates, axis=2), [b, h, w, 3 * k, 2])
 
 
 @keras.saving.register_keras_serializable("cocosnet")
@@ -93,10 +105,10 @@ class PatchMatchLevel(keras.layers.Layer):
         shape = tf.concat([tf.shape(offsets)[:3], [self.candidates]], 0)
         return tf.reshape(kept, tf.concat([shape, [2]], 0)), tf.reshape(probabilities, shape)
 
-    def _propagate_and_evaluate(self, first_axis, queries, values, offsets, grid, height, width):
-        second_axis = 3 - first_axis
-        offsets, _ = self._evaluate(queries, values, propagate(offsets, first_axis), grid, height, width)
-        return self._evaluate(queries, values, propagate(offsets, second_axis), grid, height, width)
+    def _propagate_and_evaluate(self, horizontal_first, queries, values, offsets, grid, height, width):
+        offsets, _ = self._evaluate(queries, values, propagate(offsets, horizontal_first), grid, height, width)
+        return self._evaluate(queries, values, propagate(offsets, tf.logical_not(horizontal_first)), grid,
+                              height, width)
 
     def call(self, features, exemplar_features, exemplar, init_offsets, training=False):
         """features, exemplar_features [B,H,W,C] (normalised), exemplar [B,H,W,3] (pooled),
@@ -112,15 +124,10 @@ class PatchMatchLevel(keras.layers.Layer):
         offsets = init_offsets
         k = self.candidates
         for _ in range(self.iterations):
-            if training:  # the official code picks the propagation order at random
-                horizontal_first = keras.random.uniform([], seed=self.seed_generator) < 0.5
-                offsets, probabilities = tf.cond(
-                    horizontal_first,
-                    lambda o=offsets: self._propagate_and_evaluate(2, frozen_q, frozen_v, o, grid, height, width),
-                    lambda o=offsets: self._propagate_and_evaluate(1, frozen_q, frozen_v, o, grid, height, width))
-            else:
-                offsets, probabilities = self._propagate_and_evaluate(2, frozen_q, frozen_v, offsets, grid,
-                                                                      height, width)
+            # the official code picks the propagation order at random in training
+            horizontal_first = keras.random.uniform([], seed=self.seed_generator) < 0.5 if training else True
+            offsets, probabilities = self._propagate_and_evaluate(horizontal_first, frozen_q, frozen_v, offsets,
+                                                                  grid, height, width)
             flow = tf.concat([offsets[..., 0], offsets[..., 1]], axis=-1)  # K rows, then K columns
             hidden, delta = self.update(hidden, tf.stop_gradient(probabilities), flow)
             offsets = offsets + tf.stack([delta[..., :k], delta[..., k:]], axis=-1)

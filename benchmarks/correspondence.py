@@ -1,0 +1,215 @@
+"""Time and peak memory of the correspondence network.
+
+    python benchmarks/correspondence.py                      # the full table (long)
+    python benchmarks/correspondence.py --sizes 128 256 --batches 1 --xla off
+
+Every case runs in its own Python process, so that its peak RSS (the kernel's
+high-water mark of the process, TensorFlow and the model included) is its own; a
+process that passes --max-rss-gb is stopped and reported as such instead of taking
+the machine down. Cases:
+
+- forward: inference (`training=False`: fixed propagation order, chunked evaluation,
+  no gradient), the official four levels with the model section of the config;
+- train: forward + backward, an L1 loss on every level's warp, gradients of every
+  trainable variable (`training=True`: random propagation order, no chunking);
+- dense: the baseline, dense softmax attention at every level (what PatchMatch
+  replaces), forward only, where its N x N matrices fit.
+
+Each case reports the first call (tracing, and XLA compilation when on) and the median
+of --repeats further calls. The table is printed as markdown and all figures are
+written to --out as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODES = ("forward", "train", "dense")
+
+
+# ----------------------------------------------------------------------------- worker
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+
+
+def current_rss_gb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
+def guard_memory(limit_gb: float) -> None:
+    """Stop this process (exit 3) as soon as its RSS passes the limit."""
+
+    def watch():
+        while True:
+            if current_rss_gb() > limit_gb:
+                print(json.dumps({"status": f"stopped above {limit_gb:g} GB"}), flush=True)
+                os._exit(3)
+            time.sleep(0.05)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def dense_everywhere(net, label, exemplar, exemplar_label):
+    """The baseline: the coarsest level's dense attention at every level."""
+    import tensorflow as tf
+
+    from cocosnet_tf.correspondence.network import average_pool, dense_level, level_factor
+    from cocosnet_tf.layers.norms import l2_normalize_channels
+
+    features = [l2_normalize_channels(f, centre=False) for f in net.unet_label(label)]
+    exemplar_features = net.align(exemplar, exemplar_label)
+    warps = []
+    for level, (theta, phi, f, g) in enumerate(zip(net.theta, net.phi, features, exemplar_features)):
+        q = l2_normalize_channels(theta(f), centre=True)
+        r = l2_normalize_channels(phi(g), centre=True)
+        warp, _, _ = dense_level(q, r, average_pool(exemplar, level_factor(level)), net.temperature,
+                                 cycle=level == 0, hard_best=True)
+        warps.append(warp)
+    return tf.add_n([tf.reduce_sum(w) for w in warps])
+
+
+def run_case(case: dict) -> dict:
+    guard_memory(case["max_rss_gb"])
+    import numpy as np
+    import tensorflow as tf
+
+    from cocosnet_tf.config import ModelConfig
+    from cocosnet_tf.correspondence.network import CorrespondenceNet
+
+    tf.keras.utils.set_random_seed(0)
+    size, batch, nc = case["size"], case["batch"], case["semantic_nc"]
+    rng = np.random.default_rng(0)
+    label = tf.constant(np.eye(nc, dtype=np.float32)[rng.integers(0, nc, (batch, size, size))])
+    exemplar_label = tf.constant(np.eye(nc, dtype=np.float32)[rng.integers(0, nc, (batch, size, size))])
+    exemplar = tf.constant(rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32))
+    net = CorrespondenceNet.from_config_object(ModelConfig(), nc)
+    net(label[:, :16, :16], exemplar[:, :16, :16], exemplar_label[:, :16, :16])  # build the variables
+
+    if case["mode"] == "forward":
+        def step():
+            out = net(label, exemplar, exemplar_label, training=False)
+            return out["warps"][-1]
+    elif case["mode"] == "train":
+        def step():
+            with tf.GradientTape() as tape:
+                out = net(label, exemplar, exemplar_label, training=True)
+                loss = tf.add_n([tf.reduce_mean(tf.abs(w - tf.image.resize(exemplar, tf.shape(w)[1:3])))
+                                 for w in out["warps"]])
+            grads = tape.gradient(loss, net.trainable_variables)
+            return tf.add_n([tf.reduce_sum(tf.abs(g)) for g in grads if g is not None])
+    else:
+        def step():
+            return dense_everywhere(net, label, exemplar, exemplar_label)
+
+    fn = tf.function(step, jit_compile=case["xla"])
+    idle = current_rss_gb()
+    start = time.perf_counter()
+    value = fn()
+    first = time.perf_counter() - start
+    if not np.all(np.isfinite(value.numpy())):
+        raise FloatingPointError("non-finite output")
+    times = []
+    for _ in range(case["repeats"]):
+        start = time.perf_counter()
+        fn().numpy()
+        times.append(time.perf_counter() - start)
+    return {"status": "ok", "first_call_s": round(first, 3), "median_s": round(statistics.median(times), 3),
+            "idle_rss_gb": round(idle, 2), "peak_rss_gb": round(peak_rss_gb(), 2)}
+
+
+# ----------------------------------------------------------------------------- driver
+def dense_fits(size: int, batch: int, limit_gb: float) -> bool:
+    """The finest level's scores, softmax and one temporary: 3 N^2 floats per image."""
+    n = size * size
+    return 3 * batch * n * n * 4 / 2**30 < limit_gb
+
+
+def launch(case: dict, timeout: float) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    try:
+        done = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], capture_output=True,
+                              text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"status": f"timeout after {timeout:g} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if lines:
+        return json.loads(lines[-1])
+    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"status": f"failed (exit {done.returncode}): {tail[:200]}"}
+
+
+def machine() -> dict:
+    import tensorflow as tf
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(memory, 1), "python": platform.python_version(),
+            "tensorflow": tf.__version__, "gpus": len(tf.config.list_physical_devices("GPU"))}
+
+
+def table(results: list[dict]) -> str:
+    rows = ["| mode | size | batch | XLA | first call (s) | median (s) | peak RSS (GB) | status |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        rows.append(f"| {r['mode']} | {r['size']} | {r['batch']} | {'on' if r['xla'] else 'off'} | "
+                    f"{r.get('first_call_s', '-')} | {r.get('median_s', '-')} | {r.get('peak_rss_gb', '-')} | "
+                    f"{r['status']} |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512, 1024])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--xla", nargs="+", choices=["off", "on"], default=["off", "on"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--semantic-nc", type=int, default=8)
+    parser.add_argument("--max-rss-gb", type=float, default=20.0, help="stop a case whose RSS passes this")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per case")
+    parser.add_argument("--out", default="benchmarks/results/correspondence.json")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.case:
+        print(json.dumps(run_case(json.loads(args.case))), flush=True)
+        return 0
+
+    results = []
+    for mode in args.modes:
+        for size in args.sizes:
+            for batch in args.batches:
+                for xla in args.xla:
+                    case = {"mode": mode, "size": size, "batch": batch, "xla": xla == "on",
+                            "repeats": args.repeats, "semantic_nc": args.semantic_nc,
+                            "max_rss_gb": args.max_rss_gb}
+                    if mode == "dense" and not dense_fits(size, batch, args.max_rss_gb):
+                        result = {"status": f"skipped: N x N scores need > {args.max_rss_gb:g} GB"}
+                    else:
+                        result = launch(case, args.timeout)
+                    results.append({**case, **result})
+                    print(table(results[-1:]).splitlines()[-1], flush=True)
+    from cocosnet_tf.fileio import atomic_write_text
+
+    report = {"machine": machine(), "results": results}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+    print(f"\nmachine: {report['machine']}\n\n{table(results)}\n\nwritten: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
