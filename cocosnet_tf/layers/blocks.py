@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from cocosnet_tf.layers.norms import ReflectionPad, instance_norm, positional_norm
+from cocosnet_tf.layers.spectral import SpectralConv
 
 SPADE_HIDDEN = 128
 LEAK = 0.2
@@ -20,8 +21,8 @@ def conv(filters: int, kernel, stride: int = 1, padding: str = "valid", use_bias
                                kernel_initializer=OFFICIAL_INIT, bias_initializer="zeros", name=name)
 
 
-def spectral(layer: keras.layers.Layer, name: str | None = None) -> keras.layers.Layer:
-    return keras.layers.SpectralNormalization(layer, power_iterations=1, name=name)
+def spectral(layer: keras.layers.Conv2D, name: str | None = None) -> SpectralConv:
+    return SpectralConv(layer, name=name)
 
 
 @keras.saving.register_keras_serializable("cocosnet")
@@ -49,16 +50,17 @@ class ResidualBlock(keras.layers.Layer):
         return {**super().get_config(), "channels": self.channels}
 
 
-def resize_nearest(x: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
-    """Nearest-neighbour resize of x to like's spatial size (F.interpolate 'nearest')."""
-    size = tf.shape(like)[1:3]
+def resize_nearest(x: tf.Tensor, size) -> tf.Tensor:
+    """Nearest-neighbour resize of x to size (height, width) (F.interpolate 'nearest')."""
     src = tf.shape(x)[1:3]
-    # torch's nearest picks floor(dst * src / dst_size); TF's half-pixel variant differs
-    rows = tf.cast(tf.floor(tf.cast(tf.range(size[0]), tf.float32) * tf.cast(src[0], tf.float32)
-                            / tf.cast(size[0], tf.float32)), tf.int32)
-    cols = tf.cast(tf.floor(tf.cast(tf.range(size[1]), tf.float32) * tf.cast(src[1], tf.float32)
-                            / tf.cast(size[1], tf.float32)), tf.int32)
-    return tf.gather(tf.gather(x, rows, axis=1), cols, axis=2)
+
+    def source_index(axis):
+        # torch's nearest picks floor(dst * src / dst_size); TF's half-pixel variant differs
+        dst = tf.cast(size[axis], tf.float32)
+        return tf.cast(tf.floor(tf.cast(tf.range(size[axis]), tf.float32) * tf.cast(src[axis], tf.float32) / dst),
+                       tf.int32)
+
+    return tf.gather(tf.gather(x, source_index(0), axis=1), source_index(1), axis=2)
 
 
 @keras.saving.register_keras_serializable("cocosnet")
@@ -75,7 +77,7 @@ class SPADE(keras.layers.Layer):
 
     def call(self, x, segmap):
         normalized = positional_norm(x)
-        actv = tf.nn.relu(self.mlp_shared(self.pad(resize_nearest(segmap, x))))
+        actv = tf.nn.relu(self.mlp_shared(self.pad(resize_nearest(segmap, tf.shape(x)[1:3]))))
         gamma = self.mlp_gamma(self.pad(actv))
         beta = self.mlp_beta(self.pad(actv))
         return normalized * (1 + gamma) + beta

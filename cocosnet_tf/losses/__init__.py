@@ -1,1 +1,2 @@
-"""GAN, feature-matching, VGG, contextual, warp and alignment losses: issue 4."""
+"""Losses. Every function returns one value per sample ([B]), so that the model can
+average over the global batch under tf.distribute; the weights live in the config."""

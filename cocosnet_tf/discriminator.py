@@ -1,0 +1,83 @@
+"""Multi-scale patch discriminator (pix2pixHD / the official MultiscaleDiscriminator).
+
+Each scale is an NLayerDiscriminator on concat(semantic map, image): a 4x4 stride-2
+conv with bias and leaky ReLU, then spectral-norm convs without bias + instance norm +
+leaky ReLU (stride 2, the last stride 1), then a 4x4 conv to one channel. Every
+intermediate output is returned for the feature-matching loss; the last is the logit.
+The next scale sees the input average-pooled 3x3, stride 2, padding 1 without counting
+the padding. (The official class also builds a decoder that its forward never uses; it
+is not built here, and the converter ignores its weights.)
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from cocosnet_tf.layers.blocks import LEAK, conv, spectral
+from cocosnet_tf.layers.norms import instance_norm
+
+KERNEL = 4
+MAX_FILTERS = 512
+
+
+def pad1(x: tf.Tensor) -> tf.Tensor:
+    return tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+
+
+def downsample(x: tf.Tensor) -> tf.Tensor:
+    """avg_pool2d(3, stride 2, padding 1, count_include_pad=False)."""
+    total = tf.nn.avg_pool2d(pad1(x), 3, 2, "VALID")
+    count = tf.nn.avg_pool2d(pad1(tf.ones_like(x[..., :1])), 3, 2, "VALID")
+    return total / count
+
+
+@keras.saving.register_keras_serializable("cocosnet")
+class PatchDiscriminator(keras.layers.Layer):
+    def __init__(self, ndf: int = 64, layers: int = 4, **kwargs):
+        super().__init__(**kwargs)
+        self.ndf, self.n_layers = ndf, layers
+        self.convs, self.norms = [conv(ndf, KERNEL, stride=2, name="model0")], [None]
+        nf = ndf
+        for n in range(1, layers):
+            nf = min(nf * 2, MAX_FILTERS)
+            stride = 1 if n == layers - 1 else 2
+            self.convs.append(spectral(conv(nf, KERNEL, stride=stride, use_bias=False), name=f"model{n}"))
+            self.norms.append(instance_norm(f"model{n}_norm"))
+        self.convs.append(conv(1, KERNEL, name=f"model{layers}"))
+        self.norms.append(None)
+
+    def call(self, x, training=False):
+        features = []
+        for i, (layer, norm) in enumerate(zip(self.convs, self.norms)):
+            x = layer(pad1(x), training=training) if norm is not None else layer(pad1(x))
+            if norm is not None:
+                x = norm(x)
+            if i < len(self.convs) - 1:
+                x = tf.nn.leaky_relu(x, LEAK)
+            features.append(x)
+        return features
+
+    def get_config(self):
+        return {**super().get_config(), "ndf": self.ndf, "layers": self.n_layers}
+
+
+@keras.saving.register_keras_serializable("cocosnet")
+class MultiscaleDiscriminator(keras.layers.Layer):
+    """call(concat(semantic map, image)) -> per scale, the list of intermediate outputs."""
+
+    def __init__(self, ndf: int = 64, layers: int = 4, scales: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.ndf, self.n_layers, self.scales = ndf, layers, scales
+        self.discriminators = [PatchDiscriminator(ndf, layers, name=f"discriminator_{i}") for i in range(scales)]
+
+    def call(self, x, training=False):
+        outputs = []
+        for i, discriminator in enumerate(self.discriminators):
+            if i:
+                x = downsample(x)
+            outputs.append(discriminator(x, training=training))
+        return outputs
+
+    def get_config(self):
+        return {**super().get_config(), "ndf": self.ndf, "layers": self.n_layers, "scales": self.scales}

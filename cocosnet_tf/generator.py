@@ -1,0 +1,63 @@
+"""The SPADE translation network (official SPADEGenerator, resolution-general).
+
+The conditioning map is the input semantic map concatenated *after* the warps of every
+correspondence level, each nearest-upsampled to the image size (the official order:
+warps coarse to fine, then the semantic map). The trunk starts from that map resized
+to S/32, then fc, head, two middle blocks and four up blocks, each SPADE-modulated by
+it (PONO inside SPADE), and ends in leaky ReLU, a 3x3 conv and tanh.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from cocosnet_tf.layers.blocks import LEAK, SPADEResnetBlock, conv, resize_nearest
+
+DOWNSAMPLING = 32  # five 2x upsamplings from the latent map to the image
+
+
+def upsample2(x: tf.Tensor) -> tf.Tensor:
+    """nn.Upsample(scale_factor=2): nearest neighbour."""
+    return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
+
+
+@keras.saving.register_keras_serializable("cocosnet")
+class Generator(keras.layers.Layer):
+    def __init__(self, semantic_nc: int, levels: int = 4, ngf: int = 64, **kwargs):
+        super().__init__(**kwargs)
+        self.semantic_nc, self.levels, self.ngf = semantic_nc, levels, ngf
+        nf = ngf
+        self.fc = conv(8 * nf, 3, padding="same", name="fc")
+        self.head_0 = SPADEResnetBlock(8 * nf, 8 * nf, name="head_0")
+        self.middle_0 = SPADEResnetBlock(8 * nf, 8 * nf, name="G_middle_0")
+        self.middle_1 = SPADEResnetBlock(8 * nf, 8 * nf, name="G_middle_1")
+        self.up_0 = SPADEResnetBlock(8 * nf, 8 * nf, name="up_0")
+        self.up_1 = SPADEResnetBlock(8 * nf, 4 * nf, name="up_1")
+        self.up_2 = SPADEResnetBlock(4 * nf, 2 * nf, name="up_2")
+        self.up_3 = SPADEResnetBlock(2 * nf, nf, name="up_3")
+        self.conv_img = conv(3, 3, padding="same", name="conv_img")
+
+    def conditioning(self, label: tf.Tensor, warps: list[tf.Tensor]) -> tf.Tensor:
+        if len(warps) != self.levels:
+            raise ValueError(f"the generator expects {self.levels} warps (one per level), got {len(warps)}")
+        size = tf.shape(label)[1:3]
+        return tf.concat([resize_nearest(w, size) for w in warps] + [label], axis=-1)
+
+    def call(self, label, warps, training=False):
+        """label [B, H, W, semantic_nc], warps coarse to fine -> image [B, H, W, 3] in [-1, 1]."""
+        h, w = label.shape[1], label.shape[2]
+        if (h is not None and h % DOWNSAMPLING) or (w is not None and w % DOWNSAMPLING):
+            raise ValueError(f"image size {h}x{w}: the generator needs multiples of {DOWNSAMPLING}")
+        seg = self.conditioning(label, warps)
+        x = self.fc(resize_nearest(seg, tf.shape(label)[1:3] // DOWNSAMPLING))
+        x = upsample2(self.head_0(x, seg, training=training))
+        x = self.middle_1(self.middle_0(x, seg, training=training), seg, training=training)
+        x = upsample2(x)
+        for block in (self.up_0, self.up_1, self.up_2):
+            x = upsample2(block(x, seg, training=training))
+        x = self.up_3(x, seg, training=training)
+        return tf.tanh(self.conv_img(tf.nn.leaky_relu(x, LEAK)))
+
+    def get_config(self):
+        return {**super().get_config(), "semantic_nc": self.semantic_nc, "levels": self.levels, "ngf": self.ngf}

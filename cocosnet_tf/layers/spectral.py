@@ -1,0 +1,71 @@
+"""Spectral normalisation parametrised as PyTorch's `torch.nn.utils.spectral_norm`.
+
+The convolution keeps its own kernel (PyTorch's `weight_orig`) and applies
+kernel / sigma, sigma estimated with one power iteration per training call from the
+vectors u and v (`weight_u`, `weight_v`), which are updated in training only.
+
+Why not `keras.layers.SpectralNormalization`: it writes kernel / sigma back into the
+kernel variable at every training call, so the optimiser updates the normalised
+kernel, not the original one as the official code does; that replica-local write is
+also not a well-defined update of a mirrored variable under tf.distribute; and the
+official checkpoints store weight_orig, u and v, which map one to one onto this layer.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+EPSILON = 1e-12  # torch.nn.functional.normalize's eps
+
+
+def _normalize(x: tf.Tensor) -> tf.Tensor:
+    return x / tf.maximum(tf.norm(x), EPSILON)
+
+
+@keras.saving.register_keras_serializable("cocosnet")
+class SpectralConv(keras.layers.Layer):
+    """Wraps a Conv2D: y = conv(x, kernel / sigma) + bias."""
+
+    def __init__(self, layer: keras.layers.Conv2D, **kwargs):
+        super().__init__(**kwargs)
+        self.layer = layer
+
+    def build(self, input_shape):
+        self.layer.build(input_shape)
+        out = self.layer.filters
+        fan_in = self.layer.kernel.shape[0] * self.layer.kernel.shape[1] * self.layer.kernel.shape[2]
+        # u and v are recomputed identically on every replica from the same weights
+        sync = dict(trainable=False, aggregation="only_first_replica")
+        self.u = self.add_weight(name="u", shape=(out,), initializer=keras.initializers.RandomNormal(), **sync)
+        self.v = self.add_weight(name="v", shape=(fan_in,), initializer=keras.initializers.RandomNormal(), **sync)
+        self.u.assign(_normalize(self.u))
+        self.v.assign(_normalize(self.v))
+
+    def weight_matrix(self) -> tf.Tensor:
+        """The kernel as PyTorch's [out, in * kh * kw] matrix (its flattening order)."""
+        kernel = tf.transpose(self.layer.kernel, [3, 2, 0, 1])
+        return tf.reshape(kernel, [self.layer.filters, -1])
+
+    def call(self, x, training=False):
+        # the power iteration runs in float32 whatever the dtype policy (autocast reads
+        # variables in the compute dtype)
+        matrix = tf.cast(self.weight_matrix(), tf.float32)
+        u, v = tf.cast(self.u, tf.float32), tf.cast(self.v, tf.float32)
+        if training:
+            v = tf.stop_gradient(_normalize(tf.linalg.matvec(matrix, u, transpose_a=True)))
+            u = tf.stop_gradient(_normalize(tf.linalg.matvec(matrix, v)))
+            self.u.assign(u)
+            self.v.assign(v)
+        sigma = tf.tensordot(u, tf.linalg.matvec(matrix, v), 1)
+        kernel = tf.cast(self.layer.kernel, x.dtype) / tf.cast(sigma, x.dtype)
+        y = self.layer.convolution_op(x, kernel)
+        return y + tf.cast(self.layer.bias, y.dtype) if self.layer.use_bias else y
+
+    def get_config(self):
+        return {**super().get_config(), "layer": keras.saving.serialize_keras_object(self.layer)}
+
+    @classmethod
+    def from_config(cls, config):
+        config["layer"] = keras.saving.deserialize_keras_object(config["layer"])
+        return cls(**config)

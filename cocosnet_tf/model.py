@@ -1,0 +1,158 @@
+"""CoCosNet: correspondence + generator for inference, plus discriminator and losses
+for training.
+
+`call(label, exemplar, exemplar_label)` is inference: {"image", "warps"}.
+`train_step(batch)` runs one generator step (correspondence and generator, their Adam
+with lr/2) and one discriminator step (its Adam with 2 lr) on the generator step's
+output, as the official trainer; it returns every loss. Gradients are computed in
+`tf.function`s compiled with XLA when `train.jit_compile` is set; applying them (and,
+under tf.distribute, the all-reduce of the gradients) happens outside XLA.
+
+Each returned loss is this replica's share of the global-batch mean, so the sum over
+replicas is the loss of the global batch (tf.nn.compute_average_loss).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from cocosnet_tf.config import Config
+from cocosnet_tf.correspondence.network import CorrespondenceNet
+from cocosnet_tf.discriminator import MultiscaleDiscriminator
+from cocosnet_tf.generator import Generator
+from cocosnet_tf.losses import adversarial, contextual, correspondence, vgg
+
+TRAIN_KEYS = ("label", "image", "exemplar", "exemplar_label", "self_ref")
+SELF_REF_EPSILON = 1e-5
+GENERATOR_ADAM_EPSILON = 1e-3  # the official optimizer_G; the discriminator keeps Adam's default
+
+
+def uses_vgg(config: Config) -> bool:
+    return any(getattr(config.losses, name) > 0 for name in ("vgg", "perceptual", "contextual"))
+
+
+class CoCosNet(keras.Model):
+    def __init__(self, config: Config, semantic_nc: int, **kwargs):
+        super().__init__(**kwargs)
+        self.config, self.semantic_nc = config, semantic_nc
+        m = config.model
+        # the correspondence stays float32 under a mixed policy: positions up to ~1000
+        # pixels have no sub-pixel resolution in float16
+        self.correspondence = CorrespondenceNet.from_config_object(m, semantic_nc, dtype="float32",
+                                                                   name="correspondence")
+        self.generator = Generator(semantic_nc, m.corr_levels, m.ngf, name="generator")
+        self.discriminator = MultiscaleDiscriminator(m.ndf, m.discriminator_layers, m.num_discriminators,
+                                                     name="discriminator")
+        self.vgg = None
+        self.global_batch = config.train.batch_size
+
+    # ------------------------------------------------------------------ inference
+    def call(self, label, exemplar, exemplar_label, training=False):
+        out = self.correspondence(label, exemplar, exemplar_label, training=training)
+        image = tf.cast(self.generator(label, out["warps"], training=training), tf.float32)
+        return {"image": image, "warps": out["warps"]}
+
+    def build_all(self, height: int, width: int) -> None:
+        """Create every variable (before optimisers and checkpoints need them)."""
+        label = tf.zeros([1, height, width, self.semantic_nc])
+        image = tf.zeros([1, height, width, 3])
+        self(label, image, label)
+        self.discriminator(tf.concat([label, image], -1))
+
+    def generator_variables(self) -> list:
+        return self.correspondence.trainable_variables + self.generator.trainable_variables
+
+    # ------------------------------------------------------------------ training
+    def setup_training(self, vgg_model: keras.Model | None = None) -> None:
+        """Optimisers (and the VGG model when a VGG loss is on); call in the strategy scope."""
+        t = self.config.train
+        self.g_optimizer = keras.optimizers.Adam(t.lr / 2, beta_1=t.beta1, beta_2=t.beta2,
+                                                 epsilon=GENERATOR_ADAM_EPSILON, name="g_adam")
+        self.d_optimizer = keras.optimizers.Adam(t.lr * 2, beta_1=t.beta1, beta_2=t.beta2, name="d_adam")
+        if t.mixed_precision == "mixed_float16":
+            self.g_optimizer = keras.optimizers.LossScaleOptimizer(self.g_optimizer, name="g_scaled")
+            self.d_optimizer = keras.optimizers.LossScaleOptimizer(self.d_optimizer, name="d_scaled")
+        if uses_vgg(self.config):
+            self.vgg = vgg_model or vgg.build_vgg(vgg.find_weights(self.config.losses.vgg_weights))
+        self.g_optimizer.build(self.generator_variables())
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        jit = t.jit_compile
+        self._generator_gradients = tf.function(self._generator_gradients_eager, jit_compile=jit)
+        self._discriminator_gradients = tf.function(self._discriminator_gradients_eager, jit_compile=jit)
+
+    def _average(self, per_sample: tf.Tensor) -> tf.Tensor:
+        return tf.nn.compute_average_loss(per_sample, global_batch_size=self.global_batch)
+
+    def _discriminate(self, label, fake, real, training):
+        """Fake and real through the discriminator in one batch -> (fake outputs, real outputs)."""
+        both = tf.concat([tf.concat([label, fake], -1), tf.concat([label, real], -1)], 0)
+        outputs = self.discriminator(both, training=training)
+        n = tf.shape(label)[0]
+        return ([[f[:n] for f in scale] for scale in outputs], [[f[n:] for f in scale] for scale in outputs])
+
+    def generator_losses(self, batch, self_ref_total, training=True):
+        """(dict of weighted per-replica loss shares, generator output)."""
+        w = self.config.losses
+        label, image, exemplar = batch["label"], batch["image"], batch["exemplar"]
+        out = self.correspondence(label, exemplar, batch["exemplar_label"], image=image, training=training)
+        fake = tf.cast(self.generator(label, out["warps"], training=training), tf.float32)
+        losses = {}
+        fake_d, real_d = self._discriminate(label, fake, image, training=False)
+        losses["gan"] = w.gan * self._average(adversarial.hinge_generator([s[-1] for s in fake_d]))
+        if w.gan_feat > 0:
+            losses["gan_feat"] = w.gan_feat * self._average(adversarial.feature_matching(fake_d, real_d))
+        if self.vgg is not None:
+            fake_f, real_f = vgg.features(self.vgg, fake), vgg.features(self.vgg, image)
+            if w.vgg > 0:
+                losses["vgg"] = w.vgg * self._average(vgg.feature_matching(fake_f, real_f))
+            if w.perceptual > 0:
+                losses["perceptual"] = w.perceptual * self._average(vgg.perceptual(fake_f, real_f))
+            if w.contextual > 0:
+                exemplar_f = vgg.features(self.vgg, exemplar)
+                losses["contextual"] = w.contextual * self._average(contextual.contextual_vgg(fake_f, exemplar_f))
+        if w.warp_self > 0:
+            # the self_ref-weighted mean over the global batch
+            per_sample = batch["self_ref"] * correspondence.warp_self(out["warps"], image)
+            losses["warp_self"] = w.warp_self * tf.reduce_sum(per_sample) / (self_ref_total + SELF_REF_EPSILON)
+        if w.warp_cycle > 0:
+            losses["warp_cycle"] = w.warp_cycle * self._average(
+                correspondence.warp_cycle(out["cycle_warp"], exemplar))
+        if w.alignment > 0:
+            losses["alignment"] = w.alignment * self._average(
+                correspondence.alignment(out["features"], out["target_features"]))
+        return losses, fake
+
+    def _generator_gradients_eager(self, batch, self_ref_total):
+        variables = self.generator_variables()
+        with tf.GradientTape() as tape:
+            losses, fake = self.generator_losses(batch, self_ref_total)
+            total = tf.add_n(list(losses.values()))
+            scaled = self.g_optimizer.scale_loss(total) if hasattr(self.g_optimizer, "scale_loss") else total
+        return tape.gradient(scaled, variables), {**losses, "total": total}, fake
+
+    def discriminator_losses(self, batch, fake, training=True):
+        fake_d, real_d = self._discriminate(batch["label"], tf.stop_gradient(fake), batch["image"], training)
+        real, fake_term = adversarial.hinge_discriminator([s[-1] for s in real_d], [s[-1] for s in fake_d])
+        w = self.config.losses.gan
+        return {"real": w * self._average(real), "fake": w * self._average(fake_term)}
+
+    def _discriminator_gradients_eager(self, batch, fake):
+        variables = self.discriminator.trainable_variables
+        with tf.GradientTape() as tape:
+            losses = self.discriminator_losses(batch, fake)
+            total = losses["real"] + losses["fake"]
+            scaled = self.d_optimizer.scale_loss(total) if hasattr(self.d_optimizer, "scale_loss") else total
+        return tape.gradient(scaled, variables), losses
+
+    def train_step(self, batch):
+        batch = {k: tf.cast(v, tf.float32) for k, v in batch.items() if k in TRAIN_KEYS}
+        context = tf.distribute.get_replica_context()
+        self_ref_total = tf.reduce_sum(batch["self_ref"])
+        if context is not None:
+            self_ref_total = context.all_reduce(tf.distribute.ReduceOp.SUM, self_ref_total)
+        g_grads, g_losses, fake = self._generator_gradients(batch, self_ref_total)
+        self.g_optimizer.apply_gradients(zip(g_grads, self.generator_variables()))
+        d_grads, d_losses = self._discriminator_gradients(batch, fake)
+        self.d_optimizer.apply_gradients(zip(d_grads, self.discriminator.trainable_variables))
+        return {**{f"G_{k}": v for k, v in g_losses.items()}, **{f"D_{k}": v for k, v in d_losses.items()}}
