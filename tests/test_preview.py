@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cocosnet_tf.visualize import HEADER
 from cocosnet_tf.config import load_config
 from cocosnet_tf.data import preview
 from cocosnet_tf.data.sources import SAMPLE_KEYS
@@ -12,7 +13,7 @@ def test_preview_writes_sheet_arrays_and_config(tmp_path, capsys):
     preview.main(["--set", "data.crop_size=[64, 96]", "--set", "data.synthetic.num_samples=5",
                   "--count", "3", "--out", str(out), "--arrays"])
     sheet = np.asarray(Image.open(out / "preview.png"))
-    assert sheet.shape == (3 * 64 + preview.HEADER, 6 * 96, 3)
+    assert sheet.shape == (3 * 64 + HEADER, 6 * 96, 3)
     config = load_config(out / "config.yaml")
     assert config.data.crop_size == [64, 96]
     for i in range(3):
@@ -21,7 +22,7 @@ def test_preview_writes_sheet_arrays_and_config(tmp_path, capsys):
         assert arrays["image"].shape == (64, 96, 3) and arrays["label"].shape == (64, 96, 8)
     # the sheet shows the samples: the 'image' column of row 0 is sample 0's image
     first = np.load(out / "sample_0000.npz")
-    tile = sheet[preview.HEADER: preview.HEADER + 64, 3 * 96: 4 * 96]
+    tile = sheet[HEADER: HEADER + 64, 3 * 96: 4 * 96]
     np.testing.assert_array_equal(tile, preview.to_uint8(first["image"]))
     assert "wrote 3 samples" in capsys.readouterr().out
 

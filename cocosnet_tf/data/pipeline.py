@@ -134,11 +134,13 @@ def _needs_augment(config: DataConfig) -> bool:
 
 def build_dataset(config: DataConfig, batch_size: int | None = None, *, repeat: bool = True,
                   shuffle: bool | None = None, input_context: tf.distribute.InputContext | None = None,
-                  source: Source | None = None) -> tf.data.Dataset:
+                  source: Source | None = None, start_step: int = 0) -> tf.data.Dataset:
     """The sample stream of `config`; batched when `batch_size` is given.
 
     With an `input_context` (from `distribute_datasets_from_function`), the index is
     sharded by input pipeline and `batch_size` is the global batch, split per replica.
+    `start_step` resumes the stream after that many global batches: the skipped
+    positions are only indices, nothing is loaded for them.
     """
     source = source or build_source(config)
     n = len(source)
@@ -147,8 +149,9 @@ def build_dataset(config: DataConfig, batch_size: int | None = None, *, repeat: 
         if input_context.num_input_pipelines > n:
             raise DataError(f"{n} samples cannot be sharded over {input_context.num_input_pipelines} workers")
         indices = indices.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-        if batch_size is not None:
-            batch_size = input_context.get_per_replica_batch_size(batch_size)
+    per_pipeline = (batch_size or 1) // (input_context.num_input_pipelines if input_context else 1)
+    if input_context is not None and batch_size is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
     shard_size = int(indices.cardinality())
     # each worker draws its own permutation and augmentations
     worker = input_context.input_pipeline_id if input_context is not None else 0
@@ -158,7 +161,7 @@ def build_dataset(config: DataConfig, batch_size: int | None = None, *, repeat: 
     if repeat:
         indices = indices.repeat()
     # position in the stream -> (epoch, index): the epoch varies per-epoch random choices
-    stream = indices.enumerate().map(lambda pos, idx: (pos, idx, pos // shard_size))
+    stream = indices.enumerate().map(lambda pos, idx: (pos, idx, pos // shard_size)).skip(start_step * per_pipeline)
     loader = _Loader(source, config.on_bad_sample == "skip", config.seed)
     parallel = tf.data.AUTOTUNE if config.num_parallel_calls == -1 else config.num_parallel_calls
     ds = stream.map(_load_fn(loader),

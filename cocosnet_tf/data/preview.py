@@ -11,21 +11,16 @@ import argparse
 import os
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from cocosnet_tf.cli import add_config_arguments, config_from_args, run
 from cocosnet_tf.data.geometry import pixel_grid, sample_bilinear
 from cocosnet_tf.data.labels import colourise
 from cocosnet_tf.data.pipeline import build_dataset
 from cocosnet_tf.fileio import save_npz, save_png
+from cocosnet_tf.visualize import titled_grid, to_uint8
 
 COLUMNS = ("label", "exemplar", "exemplar label", "image", "flow", "warp by flow")
-HEADER = 14
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """[-1, 1] float image -> uint8."""
-    return np.clip(np.rint((image + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def flow_colour(flow: np.ndarray) -> np.ndarray:
@@ -55,15 +50,7 @@ def sample_row(sample: dict) -> list[np.ndarray]:
 
 
 def contact_sheet(samples: list[dict]) -> np.ndarray:
-    rows = [np.concatenate(sample_row(s), axis=1) for s in samples]
-    sheet = np.concatenate(rows, axis=0)
-    width = sheet.shape[1] // len(COLUMNS)
-    canvas = Image.new("RGB", (sheet.shape[1], sheet.shape[0] + HEADER), (255, 255, 255))
-    canvas.paste(Image.fromarray(sheet), (0, HEADER))
-    draw = ImageDraw.Draw(canvas)
-    for i, name in enumerate(COLUMNS):
-        draw.text((i * width + 3, 1), name, fill=(0, 0, 0))
-    return np.asarray(canvas)
+    return titled_grid([sample_row(s) for s in samples], list(COLUMNS))
 
 
 def main(argv: list[str] | None = None) -> None:

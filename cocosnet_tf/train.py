@@ -1,0 +1,292 @@
+"""`python -m cocosnet_tf.train`: train CoCosNet v2.
+
+    python -m cocosnet_tf.train                          # configs/demo.yaml, synthetic data
+    python -m cocosnet_tf.train --config configs/ade20k_256.yaml --run-dir runs/ade
+    python -m cocosnet_tf.train --run-dir runs/ade --resume
+
+The run directory holds config.yaml (resolved), checkpoints/ (model, both optimisers,
+step; the data position is the step), logs/ (TensorBoard), samples/ (PNG grids) and,
+at the end, heldout.json (correspondence and warp quality on held-out pairs with true
+flow, when the data has it). Checkpoints are written every train.checkpoint_every steps
+and on exit, including Ctrl-C and SIGTERM (the running step finishes first). A
+non-finite loss stops training with an error; the last good checkpoint stays.
+
+Strategy: MultiWorkerMirroredStrategy when TF_CONFIG names several workers,
+MirroredStrategy over the visible GPUs (or over train.logical_cpus logical CPUs), the
+default strategy otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from cocosnet_tf.cli import add_config_arguments, config_from_args, run
+from cocosnet_tf.config import Config, ConfigError, load_config
+from cocosnet_tf.fileio import atomic_write_text
+
+log = logging.getLogger("cocosnet_tf.train")
+CHECKPOINTS_KEPT = 3
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+# ---------------------------------------------------------------------------- setup
+def configure_devices(config: Config) -> None:
+    """Split the CPU into logical devices (must run before TensorFlow initialises them)."""
+    import tensorflow as tf
+
+    n = config.train.logical_cpus
+    if n > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+
+
+def choose_strategy(config: Config):
+    import tensorflow as tf
+
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    if len(tf_config.get("cluster", {}).get("worker", [])) > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    if config.train.logical_cpus > 1:
+        return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+def heldout_data(config: Config):
+    """Held-out pairs: the same data source, test phase, another seed; synthetic scenes
+    only with same-scene exemplars, so that every pair has its true flow."""
+    synthetic = replace(config.data.synthetic, cross_scene_probability=0.0,
+                        num_samples=min(config.data.synthetic.num_samples, 64))
+    return replace(config.data, phase="test", seed=config.data.seed + 10007, shuffle=False, synthetic=synthetic)
+
+
+# ---------------------------------------------------------------------------- the trainer
+class Trainer:
+    def __init__(self, config: Config, run_dir: Path, resume: bool):
+        import tensorflow as tf
+        import keras
+
+        from cocosnet_tf.data.pipeline import distributed_dataset
+        from cocosnet_tf.model import CoCosNet
+
+        self.config, self.run_dir = config, run_dir
+        keras.mixed_precision.set_dtype_policy(config.train.mixed_precision)
+        self.strategy = choose_strategy(config)
+        self.chief = is_chief(self.strategy)
+        h, w = config.data.crop_size
+        with self.strategy.scope():
+            self.model = CoCosNet(config, config.data.semantic_nc)
+            self.model.build_all(h, w)
+            self.model.setup_training()
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            self.checkpoint = tf.train.Checkpoint(model=self.model, g_optimizer=self.model.g_optimizer,
+                                                  d_optimizer=self.model.d_optimizer, step=self.step)
+        # every worker saves (saving is collective); only the chief's copy is kept
+        directory = run_dir / "checkpoints" if self.chief else run_dir / f".worker_{self.task_id()}"
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(directory), max_to_keep=CHECKPOINTS_KEPT)
+        if resume:
+            if self.manager.latest_checkpoint is None:
+                raise ConfigError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
+            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+            log.info("resumed from %s at step %d", self.manager.latest_checkpoint, int(self.step))
+        self.dataset = distributed_dataset(self.strategy, config.data, config.train.batch_size,
+                                           start_step=int(self.step))
+        self.writer = tf.summary.create_file_writer(str(run_dir / "logs")) if self.chief else None
+        self.stop_requested = False
+
+    def task_id(self) -> int:
+        resolver = getattr(self.strategy, "cluster_resolver", None)
+        return int(resolver.task_id or 0) if resolver is not None else 0
+
+    def _request_stop(self, signum, frame):
+        log.warning("signal %d: stopping after this step and saving a checkpoint", signum)
+        self.stop_requested = True
+
+    def make_step(self):
+        import tensorflow as tf
+
+        strategy = self.strategy
+
+        @tf.function
+        def step(iterator):
+            losses = strategy.run(self.model.train_step, args=(next(iterator),))
+            return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in losses.items()}
+
+        return step
+
+    def save(self) -> None:
+        path = self.manager.save(checkpoint_number=int(self.step))
+        if not self.chief:
+            shutil.rmtree(Path(path).parent, ignore_errors=True)
+        else:
+            log.info("checkpoint %s", path)
+
+    def train(self) -> dict:
+        import tensorflow as tf
+
+        t = self.config.train
+        handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        step_fn = self.make_step()
+        iterator = iter(self.dataset)
+        start_step, start_time = int(self.step), time.perf_counter()
+        saved_step, losses = start_step, {}
+        try:
+            while int(self.step) < t.steps and not self.stop_requested:
+                losses = {k: float(v) for k, v in step_fn(iterator).items()}
+                bad = [k for k, v in losses.items() if not np.isfinite(v)]
+                if bad:
+                    raise NonFiniteLossError(
+                        f"non-finite loss at step {int(self.step) + 1}: " + ", ".join(f"{k}={losses[k]}" for k in bad)
+                        + f"; the last good checkpoint is {self.manager.latest_checkpoint}")
+                self.step.assign_add(1)
+                step = int(self.step)
+                if step % t.log_every == 0 or step == t.steps:
+                    self.log(step, losses, start_step, start_time)
+                if self.chief and (step % t.sample_every == 0 or step == t.steps):
+                    self.write_samples(step)
+                if step % t.checkpoint_every == 0:
+                    self.save()
+                    saved_step = step
+            if int(self.step) > saved_step:
+                self.save()
+        finally:
+            for s, handler in handlers.items():
+                signal.signal(s, handler)
+        return losses
+
+    def log(self, step: int, losses: dict, start_step: int, start_time: float) -> None:
+        import tensorflow as tf
+
+        elapsed = time.perf_counter() - start_time
+        rate = (step - start_step) / max(elapsed, 1e-9)
+        eta = (self.config.train.steps - step) / max(rate, 1e-9)
+        shown = " ".join(f"{k}={v:.3f}" for k, v in losses.items())
+        print(f"step {step}/{self.config.train.steps}  {rate:.2f} steps/s  ETA {eta / 60:.1f} min  {shown}",
+              flush=True)
+        if self.writer is not None:
+            with self.writer.as_default(step=step):
+                for k, v in losses.items():
+                    tf.summary.scalar(f"loss/{k}", v)
+                tf.summary.scalar("lr/generator", float(self.model.g_optimizer.learning_rate))
+                tf.summary.scalar("lr/discriminator", float(self.model.d_optimizer.learning_rate))
+                tf.summary.scalar("speed/steps_per_s", rate)
+
+    def sample_batch(self) -> dict:
+        if not hasattr(self, "_samples"):
+            from cocosnet_tf.data.pipeline import build_dataset
+
+            batch = next(iter(build_dataset(heldout_data(self.config), min(4, self.config.train.batch_size),
+                                            repeat=False)))
+            self._samples = {k: v.numpy() for k, v in batch.items()}
+        return self._samples
+
+    def write_samples(self, step: int) -> None:
+        import tensorflow as tf
+
+        from cocosnet_tf.fileio import save_png
+        from cocosnet_tf.visualize import translation_grid
+
+        batch = self.sample_batch()
+        out = self.model(batch["label"], batch["exemplar"], batch["exemplar_label"])
+        grid = translation_grid(batch, out["image"].numpy(), [w.numpy() for w in out["warps"]])
+        save_png(self.run_dir / "samples" / f"step_{step:07d}.png", grid)
+        with self.writer.as_default(step=step):
+            tf.summary.image("samples", grid[None], step=step)
+
+
+def heldout_report(model, data_config, batches: int = 4, batch_size: int = 8) -> dict:
+    """Finest-level end-point error against the zero flow, and warp PSNR against the
+    unwarped exemplar, on held-out pairs with true flow."""
+    from cocosnet_tf import metrics
+    from cocosnet_tf.data.pipeline import build_dataset
+
+    errors, zero_errors, warp_psnr, exemplar_psnr = [], [], [], []
+    for i, batch in enumerate(build_dataset(data_config, batch_size, repeat=False)):
+        if i == batches:
+            break
+        batch = {k: v.numpy() for k, v in batch.items()}
+        out = model.correspondence(batch["label"], batch["exemplar"], batch["exemplar_label"])
+        mask = metrics.valid_flow_mask(batch["flow"], batch["has_flow"])
+        if not out["positions"] or not mask.any():
+            continue
+        predicted = metrics.expected_positions(out["positions"][-1].numpy(), out["weights"][-1].numpy())
+        errors.append(metrics.endpoint_errors(predicted, batch["flow"], mask))
+        b, h, w = mask.shape
+        zero_errors.append(metrics.endpoint_errors(metrics.identity_positions(b, h, w), batch["flow"], mask))
+        with_flow = batch["has_flow"] > 0
+        warp_psnr.append(metrics.psnr(out["warps"][-1].numpy()[with_flow], batch["image"][with_flow]))
+        exemplar_psnr.append(metrics.psnr(batch["exemplar"][with_flow], batch["image"][with_flow]))
+    if not errors:
+        return {"note": "no held-out pairs with known flow (or a single correspondence level)"}
+    epe, zero = float(np.mean(np.concatenate(errors))), float(np.mean(np.concatenate(zero_errors)))
+    warp, exemplar = float(np.mean(np.concatenate(warp_psnr))), float(np.mean(np.concatenate(exemplar_psnr)))
+    return {"pixels": int(sum(e.size for e in errors)), "epe_finest": epe, "epe_zero_flow": zero,
+            "epe_ratio": epe / zero, "warp_psnr": warp, "exemplar_psnr": exemplar, "psnr_gain": warp - exemplar}
+
+
+def prepare_run_dir(config: Config, run_dir: Path, resume: bool, overrides: list[str]) -> Config:
+    """The config to train with; refuses to train over an existing run without --resume."""
+    saved = run_dir / "config.yaml"
+    if resume:
+        if not saved.is_file():
+            raise ConfigError(f"--resume: {saved} does not exist")
+        config = load_config(str(saved), overrides)
+    elif (run_dir / "checkpoints").exists():
+        raise ConfigError(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(saved, config.to_yaml())
+    return config
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m cocosnet_tf.train", description=__doc__.split("\n\n")[0])
+    add_config_arguments(parser)
+    parser.add_argument("--run-dir", default=None, help="output directory (default runs/<config name>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    args = parser.parse_args(argv)
+
+    def body() -> None:
+        config = config_from_args(args)
+        name = Path(args.config).stem if args.config else "demo"
+        run_dir = Path(args.run_dir or Path("runs") / name)
+        config = prepare_run_dir(config, run_dir, args.resume, args.overrides)
+        configure_devices(config)
+        trainer = Trainer(config, run_dir, args.resume)
+        try:
+            trainer.train()
+        except NonFiniteLossError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(3)
+        if trainer.chief and int(trainer.step) >= config.train.steps:
+            report = heldout_report(trainer.model, heldout_data(config))
+            atomic_write_text(run_dir / "heldout.json", json.dumps(report, indent=2) + "\n")
+            print("held-out:", json.dumps(report))
+
+    run(body)
+
+
+if __name__ == "__main__":
+    main()
