@@ -32,6 +32,13 @@ def uses_vgg(config: Config) -> bool:
     return any(getattr(config.losses, name) > 0 for name in ("vgg", "perceptual", "contextual"))
 
 
+class LossNetworks:
+    """Frozen networks of the losses, kept out of Keras tracking: they are not part of
+    the model, its checkpoints or its exports."""
+
+    vgg: keras.Model | None = None
+
+
 class CoCosNet(keras.Model):
     def __init__(self, config: Config, semantic_nc: int, **kwargs):
         super().__init__(**kwargs)
@@ -44,7 +51,7 @@ class CoCosNet(keras.Model):
         self.generator = Generator(semantic_nc, m.corr_levels, m.ngf, name="generator")
         self.discriminator = MultiscaleDiscriminator(m.ndf, m.discriminator_layers, m.num_discriminators,
                                                      name="discriminator")
-        self.vgg = None
+        self._loss_networks = LossNetworks()
         self.global_batch = config.train.batch_size
 
     # ------------------------------------------------------------------ inference
@@ -74,7 +81,7 @@ class CoCosNet(keras.Model):
             self.g_optimizer = keras.optimizers.LossScaleOptimizer(self.g_optimizer, name="g_scaled")
             self.d_optimizer = keras.optimizers.LossScaleOptimizer(self.d_optimizer, name="d_scaled")
         if uses_vgg(self.config):
-            self.vgg = vgg_model or vgg.build_vgg(vgg.find_weights(self.config.losses.vgg_weights))
+            self._loss_networks.vgg = vgg_model or vgg.build_vgg(vgg.find_weights(self.config.losses.vgg_weights))
         self.g_optimizer.build(self.generator_variables())
         self.d_optimizer.build(self.discriminator.trainable_variables)
         jit = t.jit_compile
@@ -102,14 +109,15 @@ class CoCosNet(keras.Model):
         losses["gan"] = w.gan * self._average(adversarial.hinge_generator([s[-1] for s in fake_d]))
         if w.gan_feat > 0:
             losses["gan_feat"] = w.gan_feat * self._average(adversarial.feature_matching(fake_d, real_d))
-        if self.vgg is not None:
-            fake_f, real_f = vgg.features(self.vgg, fake), vgg.features(self.vgg, image)
+        vgg_model = self._loss_networks.vgg
+        if vgg_model is not None:
+            fake_f, real_f = vgg.features(vgg_model, fake), vgg.features(vgg_model, image)
             if w.vgg > 0:
                 losses["vgg"] = w.vgg * self._average(vgg.feature_matching(fake_f, real_f))
             if w.perceptual > 0:
                 losses["perceptual"] = w.perceptual * self._average(vgg.perceptual(fake_f, real_f))
             if w.contextual > 0:
-                exemplar_f = vgg.features(self.vgg, exemplar)
+                exemplar_f = vgg.features(vgg_model, exemplar)
                 losses["contextual"] = w.contextual * self._average(contextual.contextual_vgg(fake_f, exemplar_f))
         if w.warp_self > 0:
             # the self_ref-weighted mean over the global batch

@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cocosnet_tf.config import load_config
+from cocosnet_tf.data.pipeline import build_dataset
+from cocosnet_tf.losses import vgg
+from cocosnet_tf.model import CoCosNet
+
+TINY = ["data.crop_size=[64,64]", "model.ngf=4", "model.ndf=4", "model.nef=4", "model.corr_levels=3",
+        "model.patchmatch_iterations=2", "train.batch_size=2"]
+
+
+def tiny_model(*overrides, vgg_model=None):
+    config = load_config("configs/demo.yaml", TINY + list(overrides))
+    model = CoCosNet(config, config.data.semantic_nc)
+    model.build_all(64, 64)
+    model.setup_training(vgg_model)
+    batch = next(iter(build_dataset(config.data, 2)))
+    return model, {k: v for k, v in batch.items()}
+
+
+def snapshot(variables):
+    return [v.numpy().copy() for v in variables]
+
+
+def changed(variables, before):
+    return [not np.array_equal(v.numpy(), b) for v, b in zip(variables, before)]
+
+
+def test_each_step_changes_only_its_own_side():
+    model, batch = tiny_model()
+    d_vars = model.discriminator.variables
+    g_vars = model.correspondence.variables + model.generator.variables
+    d_before, g_before = snapshot(d_vars), snapshot(g_vars)
+    train = {k: tf.cast(batch[k], tf.float32) for k in ("label", "image", "exemplar", "exemplar_label", "self_ref")}
+    grads, losses, fake = model._generator_gradients(train, tf.reduce_sum(train["self_ref"]))
+    model.g_optimizer.apply_gradients(zip(grads, model.generator_variables()))
+    assert not any(changed(d_vars, d_before)), "the generator step touched discriminator variables"
+    trainable = {id(v) for v in model.generator_variables()}
+    moved = [c for v, c in zip(g_vars, changed(g_vars, g_before)) if id(v) in trainable]
+    assert np.mean(moved) > 0.9
+    g_after = snapshot(g_vars)
+    grads, _ = model._discriminator_gradients(train, fake)
+    model.d_optimizer.apply_gradients(zip(grads, model.discriminator.trainable_variables))
+    assert not any(changed(g_vars, g_after)), "the discriminator step touched generator-side variables"
+    assert all(changed(model.discriminator.trainable_variables, d_before[:len(model.discriminator.trainable_variables)])
+               ) or np.mean(changed(d_vars, d_before)) > 0.9
+
+
+def test_every_loss_is_reported_and_finite_with_vgg_losses():
+    model, batch = tiny_model("losses.vgg=10", "losses.perceptual=0.001", "losses.contextual=10",
+                              vgg_model=vgg.build_vgg(None))
+    out = tf.function(model.train_step)(batch)
+    expected = {"G_gan", "G_gan_feat", "G_vgg", "G_perceptual", "G_contextual", "G_warp_self", "G_warp_cycle",
+                "G_alignment", "G_total", "D_real", "D_fake"}
+    assert set(out) == expected
+    values = {k: float(v) for k, v in out.items()}
+    assert all(np.isfinite(v) for v in values.values()), values
+    parts = sum(v for k, v in values.items() if k.startswith("G_") and k != "G_total")
+    assert values["G_total"] == pytest.approx(parts, rel=1e-5)
+
+
+def test_warp_self_counts_only_self_reference_pairs():
+    model, batch = tiny_model()
+    train = {k: tf.cast(batch[k], tf.float32) for k in ("label", "image", "exemplar", "exemplar_label", "self_ref")}
+    train["self_ref"] = tf.constant([1.0, 0.0])
+    first, _ = model.generator_losses(train, tf.constant(1.0), training=False)
+    # changing the image of the pair that is not a self-reference leaves warp_self alone
+    other = dict(train, image=tf.concat([train["image"][:1], -train["image"][1:]], 0))
+    second, _ = model.generator_losses(other, tf.constant(1.0), training=False)
+    assert float(first["warp_self"]) == pytest.approx(float(second["warp_self"]), rel=1e-6)
+    none = dict(train, self_ref=tf.zeros([2]))
+    third, _ = model.generator_losses(none, tf.constant(0.0), training=False)
+    assert float(third["warp_self"]) == 0.0
+
+
+def test_inference_outputs():
+    model, batch = tiny_model()
+    out = model(batch["label"], batch["exemplar"], batch["exemplar_label"])
+    assert out["image"].shape == (2, 64, 64, 3)
+    assert [w.shape[1] for w in out["warps"]] == [8, 16, 32]

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cocosnet_tf.discriminator import MultiscaleDiscriminator, downsample
+from cocosnet_tf.generator import Generator
+from cocosnet_tf.layers.blocks import conv
+from cocosnet_tf.layers.spectral import SpectralConv
+
+
+def test_spectral_conv_divides_by_the_largest_singular_value_and_keeps_the_kernel():
+    layer = SpectralConv(conv(6, 3))
+    x = tf.constant(np.random.default_rng(0).normal(size=(1, 8, 8, 4)).astype(np.float32))
+    layer(x)
+    kernel = layer.layer.kernel.numpy().copy()
+    u = layer.u.numpy().copy()
+    layer(x, training=False)
+    np.testing.assert_array_equal(layer.u.numpy(), u)  # inference does not iterate
+    for _ in range(50):
+        y = layer(x, training=True)
+    np.testing.assert_array_equal(layer.layer.kernel.numpy(), kernel)  # the original weight stays
+    matrix = np.transpose(kernel, [3, 2, 0, 1]).reshape(6, -1)
+    sigma = np.linalg.svd(matrix, compute_uv=False)[0]
+    expected = tf.nn.conv2d(x, kernel / sigma, 1, "VALID")
+    np.testing.assert_allclose(y.numpy(), expected.numpy(), rtol=1e-4, atol=1e-6)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x, training=True) ** 2)
+    assert np.abs(tape.gradient(loss, layer.layer.kernel).numpy()).sum() > 0
+
+
+@pytest.mark.parametrize("size", [(64, 64), (64, 96)])
+def test_generator_shapes_and_range(size):
+    g = Generator(semantic_nc=5, levels=3, ngf=4)
+    label = tf.random.uniform([2, *size, 5])
+    warps = [tf.random.uniform([2, size[0] // f, size[1] // f, 3], -1, 1) for f in (4, 2, 1)]
+    out = g(label, warps)
+    assert out.shape == (2, *size, 3)
+    assert np.all(np.abs(out.numpy()) <= 1)
+    with pytest.raises(ValueError, match="3 warps"):
+        g(label, warps[:2])
+
+
+def test_discriminator_returns_every_intermediate_output_at_two_scales():
+    d = MultiscaleDiscriminator(ndf=8, layers=4, scales=2)
+    outs = d(tf.random.uniform([2, 64, 64, 6]))
+    assert len(outs) == 2 and all(len(o) == 5 for o in outs)
+    # 64 -> 32 -> 16 -> 8 (stride 2) -> 7 (stride 1, 4x4, pad 1) -> 6 (logit)
+    assert [o.shape[1] for o in outs[0]] == [32, 16, 8, 7, 6]
+    assert [o.shape[-1] for o in outs[0]] == [8, 16, 32, 64, 1]
+    assert outs[1][0].shape[1] == 16
+
+
+def test_downsample_excludes_padding_like_torch_count_include_pad_false():
+    x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    out = downsample(tf.constant(x)).numpy()[0, ..., 0]
+    # torch windows at stride 2, padding 1: rows/cols {-1,0,1} and {1,2,3}
+    expected = np.array([[np.mean(x[0, :2, :2]), np.mean(x[0, :2, 1:4])],
+                         [np.mean(x[0, 1:4, :2]), np.mean(x[0, 1:4, 1:4])]])
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
