@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cocosnet_tf.data.geometry import pixel_grid
+from cocosnet_tf.data.geometry import inside, pixel_grid
 
 
 def expected_positions(positions: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -16,9 +16,7 @@ def expected_positions(positions: np.ndarray, weights: np.ndarray) -> np.ndarray
 
 def valid_flow_mask(flow: np.ndarray, has_flow: np.ndarray) -> np.ndarray:
     """[B, H, W]: pixels of samples with a known flow that lands inside the exemplar."""
-    h, w = flow.shape[1:3]
-    inside = (flow[..., 0] >= 0) & (flow[..., 0] <= w - 1) & (flow[..., 1] >= 0) & (flow[..., 1] <= h - 1)
-    return inside & (np.reshape(has_flow, (-1, 1, 1)) > 0)
+    return inside(flow, *flow.shape[1:3]) & (np.reshape(has_flow, (-1, 1, 1)) > 0)
 
 
 def endpoint_errors(predicted: np.ndarray, flow: np.ndarray, mask: np.ndarray) -> np.ndarray:

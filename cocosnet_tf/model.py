@@ -136,7 +136,7 @@ class CoCosNet(keras.Model):
         with tf.GradientTape() as tape:
             losses, fake = self.generator_losses(batch, self_ref_total)
             total = tf.add_n(list(losses.values()))
-            scaled = self.g_optimizer.scale_loss(total) if hasattr(self.g_optimizer, "scale_loss") else total
+            scaled = self.g_optimizer.scale_loss(total)  # identity unless a LossScaleOptimizer
         return tape.gradient(scaled, variables), {**losses, "total": total}, fake
 
     def discriminator_losses(self, batch, fake, training=True):
@@ -150,7 +150,7 @@ class CoCosNet(keras.Model):
         with tf.GradientTape() as tape:
             losses = self.discriminator_losses(batch, fake)
             total = losses["real"] + losses["fake"]
-            scaled = self.d_optimizer.scale_loss(total) if hasattr(self.d_optimizer, "scale_loss") else total
+            scaled = self.d_optimizer.scale_loss(total)
         return tape.gradient(scaled, variables), losses
 
     def train_step(self, batch):

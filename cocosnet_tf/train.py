@@ -29,11 +29,17 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
 
+from cocosnet_tf import metrics
 from cocosnet_tf.cli import add_config_arguments, config_from_args, run
 from cocosnet_tf.config import Config, ConfigError, load_config
-from cocosnet_tf.fileio import atomic_write_text
+from cocosnet_tf.data.pipeline import build_dataset, distributed_dataset
+from cocosnet_tf.fileio import atomic_write_text, save_png
+from cocosnet_tf.model import CoCosNet
+from cocosnet_tf.visualize import translation_grid
 
 log = logging.getLogger("cocosnet_tf.train")
 CHECKPOINTS_KEPT = 3
@@ -46,8 +52,6 @@ class NonFiniteLossError(RuntimeError):
 # ---------------------------------------------------------------------------- setup
 def configure_devices(config: Config) -> None:
     """Split the CPU into logical devices (must run before TensorFlow initialises them)."""
-    import tensorflow as tf
-
     n = config.train.logical_cpus
     if n > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
@@ -55,8 +59,6 @@ def configure_devices(config: Config) -> None:
 
 
 def choose_strategy(config: Config):
-    import tensorflow as tf
-
     tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
     if len(tf_config.get("cluster", {}).get("worker", [])) > 1:
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -86,12 +88,6 @@ def heldout_data(config: Config):
 # ---------------------------------------------------------------------------- the trainer
 class Trainer:
     def __init__(self, config: Config, run_dir: Path, resume: bool):
-        import tensorflow as tf
-        import keras
-
-        from cocosnet_tf.data.pipeline import distributed_dataset
-        from cocosnet_tf.model import CoCosNet
-
         self.config, self.run_dir = config, run_dir
         keras.mixed_precision.set_dtype_policy(config.train.mixed_precision)
         self.strategy = choose_strategy(config)
@@ -126,8 +122,6 @@ class Trainer:
         self.stop_requested = True
 
     def make_step(self):
-        import tensorflow as tf
-
         strategy = self.strategy
 
         @tf.function
@@ -145,8 +139,6 @@ class Trainer:
             log.info("checkpoint %s", path)
 
     def train(self) -> dict:
-        import tensorflow as tf
-
         t = self.config.train
         handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         step_fn = self.make_step()
@@ -178,8 +170,6 @@ class Trainer:
         return losses
 
     def log(self, step: int, losses: dict, start_step: int, start_time: float) -> None:
-        import tensorflow as tf
-
         elapsed = time.perf_counter() - start_time
         rate = (step - start_step) / max(elapsed, 1e-9)
         eta = (self.config.train.steps - step) / max(rate, 1e-9)
@@ -196,19 +186,12 @@ class Trainer:
 
     def sample_batch(self) -> dict:
         if not hasattr(self, "_samples"):
-            from cocosnet_tf.data.pipeline import build_dataset
-
             batch = next(iter(build_dataset(heldout_data(self.config), min(4, self.config.train.batch_size),
                                             repeat=False)))
             self._samples = {k: v.numpy() for k, v in batch.items()}
         return self._samples
 
     def write_samples(self, step: int) -> None:
-        import tensorflow as tf
-
-        from cocosnet_tf.fileio import save_png
-        from cocosnet_tf.visualize import translation_grid
-
         batch = self.sample_batch()
         out = self.model(batch["label"], batch["exemplar"], batch["exemplar_label"])
         grid = translation_grid(batch, out["image"].numpy(), [w.numpy() for w in out["warps"]])
@@ -220,9 +203,6 @@ class Trainer:
 def heldout_report(model, data_config, batches: int = 4, batch_size: int = 8) -> dict:
     """Finest-level end-point error against the zero flow, and warp PSNR against the
     unwarped exemplar, on held-out pairs with true flow."""
-    from cocosnet_tf import metrics
-    from cocosnet_tf.data.pipeline import build_dataset
-
     errors, zero_errors, warp_psnr, exemplar_psnr = [], [], [], []
     for i, batch in enumerate(build_dataset(data_config, batch_size, repeat=False)):
         if i == batches:

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cocosnet_tf.visualize import HEADER
 from cocosnet_tf.config import load_config
 from cocosnet_tf.data import preview
 from cocosnet_tf.data.sources import SAMPLE_KEYS
+from cocosnet_tf.visualize import HEADER
 
 
 def test_preview_writes_sheet_arrays_and_config(tmp_path, capsys):

@@ -52,7 +52,7 @@ def propagate(offsets: tf.Tensor, horizontal) -> tf.Tensor:
     `horizontal` (a Python bool or a boolean scalar tensor) picks the axis. Outside the
     map a neighbour's offsets are zero, that is, the position itself (the official zero
     padding). Neighbours are gathered by flat index, so a random axis needs no tf.cond:
-    under XLA the gradient of a cond around the evaluation made training ~30x slower.
+    under XLA the gradient of a cond around the evaluation made training far slower.
     """
     shape = tf.shape(offsets)
     b, h, w, k = shape[0], shape[1], shape[2], shape[3]
