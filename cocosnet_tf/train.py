@@ -38,7 +38,8 @@ from cocosnet_tf.cli import add_config_arguments, config_from_args, run
 from cocosnet_tf.config import Config, ConfigError, load_config
 from cocosnet_tf.data.pipeline import build_dataset, distributed_dataset
 from cocosnet_tf.fileio import atomic_write_text, save_png
-from cocosnet_tf.model import CoCosNet
+from cocosnet_tf.losses.vgg import find_weights
+from cocosnet_tf.model import CoCosNet, uses_vgg
 from cocosnet_tf.visualize import translation_grid
 
 log = logging.getLogger("cocosnet_tf.train")
@@ -252,6 +253,8 @@ def main(argv: list[str] | None = None) -> None:
         config = config_from_args(args)
         name = Path(args.config).stem if args.config else "demo"
         run_dir = Path(args.run_dir or Path("runs") / name)
+        if uses_vgg(config):  # fail before anything is written
+            find_weights(config.losses.vgg_weights)
         config = prepare_run_dir(config, run_dir, args.resume, args.overrides)
         configure_devices(config)
         trainer = Trainer(config, run_dir, args.resume)

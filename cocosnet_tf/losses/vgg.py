@@ -14,6 +14,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from cocosnet_tf.config import ConfigError
 from cocosnet_tf.losses.adversarial import per_sample_mean
 
 WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -22,8 +23,8 @@ FEATURE_MATCHING_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
-class MissingWeightsError(FileNotFoundError):
-    pass
+class MissingWeightsError(ConfigError):
+    """A VGG loss is on and its weights file cannot be found (a configuration error)."""
 
 
 def find_weights(path: str = "") -> Path:
