@@ -1,4 +1,4 @@
-"""What every command shares: `--config FILE` and repeated `--set section.key=value`."""
+"""What every command shares: `--config FILE` and `--set section.key=value ...`."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None,
                         help="YAML configuration (default: configs/demo.yaml when present, else built-in defaults)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one configuration value, e.g. --set data.crop_size=[256,256]; repeatable")
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[],
+                        metavar="SECTION.KEY=VALUE",
+                        help="override configuration values, e.g. --set data.crop_size=[256,256] train.steps=10; "
+                             "repeatable")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

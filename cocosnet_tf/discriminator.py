@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from cocosnet_tf.layers.blocks import LEAK, conv, spectral
+from cocosnet_tf.layers.blocks import LEAK, checkpointed, conv, spectral
 from cocosnet_tf.layers.norms import instance_norm
 
 KERNEL = 4
@@ -46,6 +46,7 @@ class PatchDiscriminator(keras.layers.Layer):
             self.norms.append(instance_norm(f"model{n}_norm"))
         self.convs.append(conv(1, KERNEL, name=f"model{layers}"))
         self.norms.append(None)
+        checkpointed(self, "conv", self.convs)
 
     def call(self, x, training=False):
         features = []
@@ -69,7 +70,8 @@ class MultiscaleDiscriminator(keras.layers.Layer):
     def __init__(self, ndf: int = 64, layers: int = 4, scales: int = 2, **kwargs):
         super().__init__(**kwargs)
         self.ndf, self.n_layers, self.scales = ndf, layers, scales
-        self.discriminators = [PatchDiscriminator(ndf, layers, name=f"discriminator_{i}") for i in range(scales)]
+        self.discriminators = checkpointed(
+            self, "scale", [PatchDiscriminator(ndf, layers, name=f"discriminator_{i}") for i in range(scales)])
 
     def call(self, x, training=False):
         outputs = []

@@ -14,6 +14,23 @@ def expected_positions(positions: np.ndarray, weights: np.ndarray) -> np.ndarray
     return np.sum(positions * weights[..., None], axis=-2)
 
 
+def block_mean(array: np.ndarray, factor: int) -> np.ndarray:
+    """[B, H, W, ...] -> [B, H/f, W/f, ...]: means over f x f blocks (a level's pooling)."""
+    b, h, w = array.shape[:3]
+    blocks = array.reshape(b, h // factor, factor, w // factor, factor, *array.shape[3:])
+    return blocks.mean(axis=(2, 4))
+
+
+def flow_at_level(flow: np.ndarray, mask: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Full-resolution flow [B, H, W, 2] and mask -> the flow between level pixels.
+
+    Level pixel i covers full pixels f i .. f i + f - 1, whose centre is f i + (f - 1) / 2;
+    a level pixel counts only when its whole block has a valid flow.
+    """
+    level = (block_mean(flow, factor) - (factor - 1) / 2.0) / factor
+    return level, block_mean(mask.astype(np.float32), factor) == 1.0
+
+
 def valid_flow_mask(flow: np.ndarray, has_flow: np.ndarray) -> np.ndarray:
     """[B, H, W]: pixels of samples with a known flow that lands inside the exemplar."""
     return inside(flow, *flow.shape[1:3]) & (np.reshape(has_flow, (-1, 1, 1)) > 0)

@@ -36,6 +36,7 @@ import tensorflow as tf
 from cocosnet_tf import metrics
 from cocosnet_tf.cli import add_config_arguments, config_from_args, run
 from cocosnet_tf.config import Config, ConfigError, load_config
+from cocosnet_tf.correspondence.network import level_factor
 from cocosnet_tf.data.pipeline import build_dataset, distributed_dataset
 from cocosnet_tf.fileio import atomic_write_text, save_png
 from cocosnet_tf.losses.vgg import find_weights
@@ -202,30 +203,35 @@ class Trainer:
 
 
 def heldout_report(model, data_config, batches: int = 4, batch_size: int = 8) -> dict:
-    """Finest-level end-point error against the zero flow, and warp PSNR against the
-    unwarped exemplar, on held-out pairs with true flow."""
+    """Finest-level end-point error (in that level's pixels) against the zero flow, and
+    the finest warp's PSNR against the unwarped exemplar, both compared with the target
+    pooled to that level, on held-out pairs with true flow."""
     errors, zero_errors, warp_psnr, exemplar_psnr = [], [], [], []
+    factor = level_factor(model.config.model.corr_levels - 1)
     for i, batch in enumerate(build_dataset(data_config, batch_size, repeat=False)):
         if i == batches:
             break
         batch = {k: v.numpy() for k, v in batch.items()}
         out = model.correspondence(batch["label"], batch["exemplar"], batch["exemplar_label"])
-        mask = metrics.valid_flow_mask(batch["flow"], batch["has_flow"])
+        flow, mask = metrics.flow_at_level(batch["flow"], metrics.valid_flow_mask(batch["flow"], batch["has_flow"]),
+                                           factor)
         if not out["positions"] or not mask.any():
             continue
         predicted = metrics.expected_positions(out["positions"][-1].numpy(), out["weights"][-1].numpy())
-        errors.append(metrics.endpoint_errors(predicted, batch["flow"], mask))
+        errors.append(metrics.endpoint_errors(predicted, flow, mask))
         b, h, w = mask.shape
-        zero_errors.append(metrics.endpoint_errors(metrics.identity_positions(b, h, w), batch["flow"], mask))
+        zero_errors.append(metrics.endpoint_errors(metrics.identity_positions(b, h, w), flow, mask))
         with_flow = batch["has_flow"] > 0
-        warp_psnr.append(metrics.psnr(out["warps"][-1].numpy()[with_flow], batch["image"][with_flow]))
-        exemplar_psnr.append(metrics.psnr(batch["exemplar"][with_flow], batch["image"][with_flow]))
+        target = metrics.block_mean(batch["image"], factor)[with_flow]
+        warp_psnr.append(metrics.psnr(out["warps"][-1].numpy()[with_flow], target))
+        exemplar_psnr.append(metrics.psnr(metrics.block_mean(batch["exemplar"], factor)[with_flow], target))
     if not errors:
         return {"note": "no held-out pairs with known flow (or a single correspondence level)"}
     epe, zero = float(np.mean(np.concatenate(errors))), float(np.mean(np.concatenate(zero_errors)))
     warp, exemplar = float(np.mean(np.concatenate(warp_psnr))), float(np.mean(np.concatenate(exemplar_psnr)))
-    return {"pixels": int(sum(e.size for e in errors)), "epe_finest": epe, "epe_zero_flow": zero,
-            "epe_ratio": epe / zero, "warp_psnr": warp, "exemplar_psnr": exemplar, "psnr_gain": warp - exemplar}
+    return {"level_factor": factor, "pixels": int(sum(e.size for e in errors)), "epe_finest": epe,
+            "epe_zero_flow": zero, "epe_ratio": epe / zero, "warp_psnr": warp, "exemplar_psnr": exemplar,
+            "psnr_gain": warp - exemplar}
 
 
 def prepare_run_dir(config: Config, run_dir: Path, resume: bool, overrides: list[str]) -> Config:

@@ -44,8 +44,25 @@ def test_each_step_changes_only_its_own_side():
     grads, _ = model._discriminator_gradients(train, fake)
     model.d_optimizer.apply_gradients(zip(grads, model.discriminator.trainable_variables))
     assert not any(changed(g_vars, g_after)), "the discriminator step touched generator-side variables"
-    assert all(changed(model.discriminator.trainable_variables, d_before[:len(model.discriminator.trainable_variables)])
-               ) or np.mean(changed(d_vars, d_before)) > 0.9
+    # every kernel moves; the logit biases may not: while every hinge term is active their
+    # gradient (fake count - real count) / n is exactly zero
+    kernels = {id(v) for v in model.discriminator.trainable_variables if "kernel" in v.path}
+    moved = [c for v, c in zip(d_vars, changed(d_vars, d_before)) if id(v) in kernels]
+    assert len(moved) == len(kernels) > 0 and all(moved)
+
+
+def test_checkpoint_holds_every_variable(tmp_path):
+    """Layers kept in Python lists (PatchMatch levels, projections, discriminator
+    scales) were once invisible to tf.train.Checkpoint and restored as random."""
+    model, _ = tiny_model()
+    path = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+    restored, _ = tiny_model()
+    for v in restored.variables:  # not the initialisation: that may be seeded alike
+        if tf.as_dtype(v.dtype).is_floating:
+            v.assign(tf.random.uniform(v.shape, dtype=v.dtype) + 5.0)
+    tf.train.Checkpoint(model=restored).read(path).assert_consumed()
+    for v, w in zip(restored.variables, model.variables):
+        np.testing.assert_array_equal(v.numpy(), w.numpy(), err_msg=v.path)
 
 
 def test_every_loss_is_reported_and_finite_with_vgg_losses():

@@ -24,7 +24,7 @@ from cocosnet_tf.config import ModelConfig
 from cocosnet_tf.correspondence import sampling
 from cocosnet_tf.correspondence.alignment import AlignmentUNet
 from cocosnet_tf.correspondence.patchmatch import PatchMatchLevel, initial_offsets, pixel_grid
-from cocosnet_tf.layers.blocks import conv
+from cocosnet_tf.layers.blocks import checkpointed, conv
 from cocosnet_tf.layers.norms import l2_normalize_channels
 
 COARSEST_FACTOR = 8
@@ -111,13 +111,13 @@ class CorrespondenceNet(keras.Model):
         self.gru_hidden, self.sampling, self.chunk, self.seed = gru_hidden, sampling, chunk, seed
         self.unet_label = AlignmentUNet(nef, levels, name="adaptive_model_seg")
         self.unet_exemplar = AlignmentUNet(nef, levels, name="adaptive_model_img")
-        self.theta = [conv(nef, 1, name=f"theta_{i}") for i in range(levels)]
-        self.phi = [conv(nef, 1, name=f"phi_{i}") for i in range(levels)]
-        self.patch_match = [
+        self.theta = checkpointed(self, "theta", [conv(nef, 1, name=f"theta_{i}") for i in range(levels)])
+        self.phi = checkpointed(self, "phi", [conv(nef, 1, name=f"phi_{i}") for i in range(levels)])
+        self.patch_match = checkpointed(self, "patch_match", [
             PatchMatchLevel(candidates, iterations, temperature, gru_hidden, sampling, chunk, seed + i,
                             name=f"patch_match_{i}")
             for i in range(1, levels)
-        ]
+        ])
 
     @classmethod
     def from_config_object(cls, model: ModelConfig, semantic_nc: int, **kwargs) -> "CorrespondenceNet":

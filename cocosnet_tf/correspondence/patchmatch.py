@@ -94,9 +94,12 @@ class PatchMatchLevel(keras.layers.Layer):
         n = height * width
         flat = tf.reshape(offsets, [b, n, -1, 2])
         positions = tf.stop_gradient(flat) + tf.reshape(grid, [1, n, 1, 2])
+        if self.sampling_mode == "bilinear":
+            # selection carries no gradient: score the nearest pixel (one gather, not four)
+            positions = tf.round(positions)
 
         def score(q, p):
-            return sampling.scores(q, values, p, height, width, self.sampling_mode, self.temperature)
+            return sampling.scores(q, values, p, height, width, "nearest", self.temperature)
 
         logits = sampling.chunked(score, [queries, positions], self.chunk)
         top, index = tf.math.top_k(logits, k=self.candidates)

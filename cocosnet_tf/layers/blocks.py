@@ -50,6 +50,18 @@ class ResidualBlock(keras.layers.Layer):
         return {**super().get_config(), "channels": self.channels}
 
 
+def checkpointed(owner: keras.layers.Layer, prefix: str, layers: list) -> list:
+    """`layers`, each also held as the attribute `prefix_i` of `owner`.
+
+    tf.train.Checkpoint does not look into Keras 3's tracked lists: layers held only in
+    a list are missing from checkpoints (and silently random after a restore).
+    """
+    for i, layer in enumerate(layers):
+        if layer is not None:
+            setattr(owner, f"{prefix}_{i}", layer)
+    return layers
+
+
 def resize_nearest(x: tf.Tensor, size) -> tf.Tensor:
     """Nearest-neighbour resize of x to size (height, width) (F.interpolate 'nearest')."""
     src = tf.shape(x)[1:3]
