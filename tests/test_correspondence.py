@@ -117,14 +117,17 @@ def test_initialisation_is_the_doubled_coarse_match_plus_a_dilated_window():
 
 
 def brute_force_top(queries, values, positions, h, w, mode, k, temperature):
-    """NumPy scores of every candidate, then the top k (positions and probabilities)."""
+    """NumPy scores of every candidate, then the top k (positions and probabilities).
+
+    Selection scores the official floor ('nearest') or, for 'bilinear', the rounded
+    position: it carries no gradient, so one pixel is enough.
+    """
     flat = values.reshape(h * w, -1)
+    if mode == "bilinear":
+        positions = np.round(positions)
     y = np.clip(positions[..., 0], 0, h - 1)
     x = np.clip(positions[..., 1], 0, w - 1)
-    if mode == "nearest":
-        sampled = flat[np.floor(y).astype(int) * w + np.floor(x).astype(int)]
-    else:
-        sampled = sample_bilinear(values, np.stack([x, y], -1))
+    sampled = flat[np.floor(y).astype(int) * w + np.floor(x).astype(int)]
     logits = np.einsum("nc,nkc->nk", queries.reshape(h * w, -1), sampled) / temperature
     order = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
     probabilities = np.exp(logits - logits.max(-1, keepdims=True))
