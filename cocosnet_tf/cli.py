@@ -16,6 +16,11 @@ DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None,
                         help="YAML configuration (default: configs/demo.yaml when present, else built-in defaults)")
+    add_set_argument(parser)
+
+
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+    """`--set`, into args.overrides; alone for commands whose config is not a --config file."""
     parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[],
                         metavar="SECTION.KEY=VALUE",
                         help="override configuration values, e.g. --set data.crop_size=[256,256] train.steps=10; "

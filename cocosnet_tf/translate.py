@@ -1,0 +1,561 @@
+"""`python -m cocosnet_tf.translate`: translate inputs into photos with a trained run.
+
+    python -m cocosnet_tf.translate --run runs/demo --input labels.png --exemplar photo.png \\
+        --exemplar-input photo_labels.png --out out.png [--warps]
+    python -m cocosnet_tf.translate --run runs/demo --pairs pairs.txt --out-dir out/ [--batch-size 4]
+
+The input is what the run's dataset (`data.dataset` in RUN/config.yaml) feeds the
+network, given as files:
+
+  synthetic, segmentation   a label-id map (one-channel PNG of class ids, the dataset's
+                            own files: data.segmentation.label_offset and dontcare_id apply)
+  edges                     a photo (its Canny edges are computed, data.edges) or a binary
+                            edge map (one channel, only 0/255 or 0/1; white edges on black)
+  deepfashion               OpenPose keypoints: NAME_candidate.txt (or NAME_subset.txt; the
+                            other file must lie beside it), drawn as the 20-channel pose map
+  any dataset               a .npy float array [H, W, C] in [0, 1] with the run's C channels
+
+The exemplar is a photo. Its semantic map is `--exemplar-input` (same forms as the input);
+an edges run derives it from the exemplar photo when it is not given; the other tasks
+cannot derive it and need it. Pair lists hold lines `input,exemplar[,exemplar_input]`,
+paths relative to the list's folder; `#` comments and blank lines are skipped.
+
+Design decisions:
+
+- Size: every input is resized to the run's data.crop_size (photos bicubic, label ids,
+  edge maps and .npy maps by nearest neighbour) and the output is written at that size.
+  The whole picture is kept (no crop, unlike training's random crop), so the output
+  shows all of the input; an input of another aspect ratio is stretched. Edge maps of
+  photos are computed after the resize, as the edges dataset does, so that edges are
+  one pixel thick as in training. `--set data.crop_size=[H,W]` translates at another
+  size (the networks are resolution-general; quality away from the trained size is
+  not guaranteed). DeepFashion exemplars that are not square are padded and resized to
+  the keypoint frame first, as the dataset does.
+- Kinds: the input and the exemplar's semantic map are made the same way (both label
+  maps, both keypoint files or both .npy arrays), so that the correspondence compares
+  like with like; only edges runs mix freely (a drawn edge map against edges computed
+  from the exemplar photo is the usual use). A label map of an exemplar must have the
+  exemplar's size (they are resized independently). An exemplar that has only black and
+  white pixels is refused: it is an edge or label map given where a photo belongs.
+  Runs with data.use_instance need the instance-boundary channel, which a label map
+  alone does not give: they take .npy maps. A one-channel binary picture in an edges
+  run is an edge map; if most of it is white it is taken as black edges on white and
+  inverted (edges are sparse).
+- Validation first: every file of every pair is read and converted before the network
+  is built, and all problems are reported in one line (pair lists: with line numbers).
+  Label ids are checked after the resize to crop size, as the data pipeline does.
+- Nothing half-written: outputs go to a hidden staging folder beside them and are moved
+  into place only when every pair has been translated with finite values; any error
+  removes them (and the output folder, if this command created it and it is empty).
+  Ctrl-C therefore keeps nothing either.
+- Output names: single mode writes --out (a .png) and, with --warps, OUT_warp0.png ...
+  OUT_warp{L-1}.png beside it, coarsest level first, each nearest-upsampled to the output
+  size. Pair lists write `NNNN_INPUT_EXEMPLAR.png` per line into --out-dir (NNNN = the
+  line number in the list, so names are unique, sort in list order and lead back to
+  their line; keypoint suffixes _candidate/_subset are dropped from INPUT), warps as
+  `NNNN_INPUT_EXEMPLAR_warp0.png` ..., and the resolved config.yaml. Single mode writes
+  no config.yaml: its folder is the user's (often the run directory, whose config.yaml
+  must not change).
+- Checkpoint: the newest in RUN/checkpoints, or --checkpoint (a folder, or a prefix such
+  as RUN/checkpoints/ckpt-1000). Only the correspondence network and the generator are
+  restored (optimisers, step and discriminator are ignored, so checkpoints written by
+  Checkpoint.write or without a discriminator work too); every one of their variables
+  must be matched and of its shape, so a checkpoint of another architecture (or another
+  model config through --set) or one missing weights is an error, never random weights.
+  The discriminator is not built.
+- Precision: inference runs in float32 whatever train.mixed_precision was (the weights
+  are float32 either way).
+- Execution: one batch runs eagerly; more batches run through one tf.function traced
+  for any batch size (the last, partial batch does not retrace): tracing costs seconds
+  and pays off only over several calls. In one process, repeated calls with the same
+  model config reuse the built network (building is the slow part at small sizes) and
+  restore the checkpoint into it each time.
+
+Errors (missing run, config or checkpoint, missing or corrupt files, label ids outside
+data.label_nc, wrong channel counts, mismatched kinds, a checkpoint that does not fit,
+non-finite output) end the command with one line `error: ...` and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cocosnet_tf.cli import add_set_argument, run
+from cocosnet_tf.config import POSE_CHANNELS, Config, ConfigError, DataConfig, load_config
+from cocosnet_tf.data.deepfashion import pose_map, read_keypoints, square_photo
+from cocosnet_tf.data.edges import edge_map
+from cocosnet_tf.data.exemplars import normalise_key
+from cocosnet_tf.data.folders import resize_ids, resize_image
+from cocosnet_tf.data.labels import semantic_map
+from cocosnet_tf.data.sources import make_sample
+from cocosnet_tf.fileio import DataError, read_label_ids, read_rgb, save_png
+from cocosnet_tf.model import CoCosNet
+from cocosnet_tf.visualize import to_uint8, upsample_nearest
+
+KEYPOINT_SUFFIXES = ("_candidate.txt", "_subset.txt")
+KEEP_PREPARED_BYTES = 256 * 2**20  # validated inputs stay in memory up to this size
+MAX_LISTED_PROBLEMS = 5
+PROGRESS_SECONDS = 5.0  # pair lists print progress at most this often
+
+# kinds of semantic-map files
+LABEL_MAP, EDGE_MAP, PHOTO, KEYPOINTS, ARRAY = "label map", "edge map", "photo", "keypoint files", ".npy array"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One translation: files in, output path, and where it was asked for (for errors)."""
+
+    input: str
+    exemplar: str
+    exemplar_input: str | None
+    out: str
+    where: str = ""  # "" on the command line, "LIST: line N" in a pair list
+
+    def located(self, message: str) -> str:
+        """`message`, led by the pair list line the job comes from (if any)."""
+        return f"{self.where}: {message}" if self.where else message
+
+
+# ----------------------------------------------------------------------------- run directory
+
+
+def load_run_config(run_dir: str, overrides: list[str]) -> Config:
+    if not os.path.isdir(run_dir):
+        raise ConfigError(f"--run {run_dir}: folder does not exist")
+    path = os.path.join(run_dir, "config.yaml")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path} does not exist; --run must be a training run directory "
+                          "(written by python -m cocosnet_tf.train)")
+    return load_config(path, overrides)
+
+
+def checkpoint_prefix(run_dir: str, given: str | None) -> str:
+    """--checkpoint (a folder, a prefix or its .index file) or the run's newest, as a prefix.
+    tf.train.latest_checkpoint is None also when the files it names are gone."""
+    if not given:
+        folder = os.path.join(run_dir, "checkpoints")
+        path = tf.train.latest_checkpoint(folder) if os.path.isdir(folder) else None
+        if path is None:
+            raise ConfigError(f"{folder}: no checkpoint; train the run first or name one with --checkpoint")
+        return path
+    if os.path.isdir(given):
+        path = tf.train.latest_checkpoint(given)
+        if path is None:
+            raise ConfigError(f"--checkpoint {given}: no checkpoint in this folder")
+        return path
+    prefix = given[: -len(".index")] if given.endswith(".index") else given
+    if not os.path.isfile(prefix + ".index"):
+        raise ConfigError(f"--checkpoint {given}: not a checkpoint; expected a checkpoint folder or a prefix "
+                          f"such as {os.path.join(run_dir, 'checkpoints', 'ckpt-1000')} (with its .index file)")
+    return prefix
+
+
+def find_checkpoint(run_dir: str, given: str | None) -> str:
+    """The checkpoint prefix to restore, checked to be readable and to hold a model."""
+    path = checkpoint_prefix(run_dir, given)
+    try:
+        names = [name for name, _ in tf.train.list_variables(path)]
+    except (tf.errors.OpError, ValueError) as err:
+        raise ConfigError(f"{path}: not a readable checkpoint ({_first_line(err)})") from err
+    if not any(name.startswith("model/") for name in names):
+        raise ConfigError(f"{path}: holds no model (a checkpoint written by python -m cocosnet_tf.train has one)")
+    return path
+
+
+def _first_line(err: BaseException, limit: int = 300) -> str:
+    text = str(getattr(err, "message", None) or err).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:limit]
+
+
+# the last built network, by the config it was built for: building is the slow part, and
+# callers of main() in one process (tests, scripts) would otherwise pay it every time
+_BUILT: dict[tuple, CoCosNet] = {}
+
+
+def build_model(config: Config) -> CoCosNet:
+    """The inference networks (correspondence + generator) with all their variables."""
+    h, w = config.data.crop_size
+    key = (repr(config.model), config.data.semantic_nc, h, w)
+    if key not in _BUILT:
+        keras.mixed_precision.set_dtype_policy("float32")
+        model = CoCosNet(config, config.data.semantic_nc)
+        label = tf.zeros([1, h, w, config.data.semantic_nc])
+        model(label, tf.zeros([1, h, w, 3]), label)  # creates the variables; not the discriminator's
+        _BUILT.clear()
+        _BUILT[key] = model
+    return _BUILT[key]
+
+
+def load_model(config: Config, checkpoint: str) -> CoCosNet:
+    """Build the networks and restore `checkpoint` into them; every weight of the
+    correspondence network and the generator must be restored (a missing one is
+    unmatched, one of another shape a ValueError)."""
+    model = build_model(config)
+    # only the inference half, so that the assertion covers exactly these two networks
+    inference = tf.Module()
+    inference.correspondence, inference.generator = model.correspondence, model.generator
+    try:
+        # read(): also checkpoints written with Checkpoint.write (no save counter)
+        status = tf.train.Checkpoint(model=inference).read(checkpoint)
+        status.expect_partial()  # optimisers, step and the discriminator stay unread
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as err:
+        raise ConfigError(
+            f"{checkpoint}: does not fit the model of this run's config (model.nef={config.model.nef}, "
+            f"ngf={config.model.ngf}, corr_levels={config.model.corr_levels}, "
+            f"semantic channels={config.data.semantic_nc}): {_first_line(err)}") from err
+    return model
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def channel_layout(data: DataConfig) -> str:
+    if data.dataset == "deepfashion":
+        return f"a pose map: RGB skeleton + 17 limb maps = {POSE_CHANNELS} channels"
+    if data.dataset == "edges":
+        return "an edge map: 1 channel"
+    parts = [f"{data.label_nc} classes"]
+    if data.contain_dontcare_label:
+        parts.append("don't-care")
+    if data.use_instance:
+        parts.append("instance boundaries")
+    return " + ".join(parts) + f" = {data.semantic_nc} channels"
+
+
+def read_array(path: str, data: DataConfig, hw: tuple[int, int]) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: file does not exist")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: not a readable .npy array ({err})") from err
+    if array.ndim != 3 or array.shape[-1] != data.semantic_nc:
+        raise DataError(f"{path}: semantic map of shape {list(array.shape)}; this run needs "
+                        f"[H, W, {data.semantic_nc}] ({channel_layout(data)})")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise DataError(f"{path}: array of {array.dtype}; expected numbers in [0, 1]")
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+        raise DataError(f"{path}: values must be finite and within [0, 1], found "
+                        f"[{np.nanmin(array):g}, {np.nanmax(array):g}]")
+    return resize_ids(array, *hw)
+
+
+def binary_picture(rgb: np.ndarray) -> np.ndarray | None:
+    """A one-channel picture of only two values (0/255 or 0/1) as bool, else None."""
+    grey = rgb[..., 0]
+    if not (np.array_equal(grey, rgb[..., 1]) and np.array_equal(grey, rgb[..., 2])):
+        return None
+    values = np.unique(grey)
+    if set(values.tolist()) <= {0, 255} or set(values.tolist()) <= {0, 1}:
+        return grey > 0
+    return None
+
+
+def keypoint_stem(path: str) -> str | None:
+    """NAME of NAME_candidate.txt or NAME_subset.txt; None for other files."""
+    for suffix in KEYPOINT_SUFFIXES:
+        if path.endswith(suffix):
+            return path[: -len(suffix)]
+    return None
+
+
+def read_semantic(path: str, data: DataConfig, hw: tuple[int, int]) -> tuple[np.ndarray, str, tuple | None]:
+    """(semantic map float32 [h, w, C] at the crop size, kind, the file's own (H, W) or None)."""
+    if path.lower().endswith(".npy"):
+        return read_array(path, data, hw), ARRAY, None
+    if data.dataset == "deepfashion":
+        stem = keypoint_stem(path)
+        if stem is None:
+            raise DataError(f"{path}: a deepfashion run takes OpenPose keypoint files (NAME_candidate.txt with "
+                            f"NAME_subset.txt beside it) or a .npy pose map [H, W, {POSE_CHANNELS}]")
+        keypoints = read_keypoints(stem + KEYPOINT_SUFFIXES[0], stem + KEYPOINT_SUFFIXES[1])
+        return pose_map(keypoints, *hw), KEYPOINTS, None
+    if data.dataset == "edges":
+        rgb = read_rgb(path)
+        edges = binary_picture(rgb)
+        if edges is None:
+            return edge_map(resize_image(rgb, *hw), data.edges), PHOTO, rgb.shape[:2]
+        if edges.mean() > 0.5:  # black edges on white
+            edges = ~edges
+        return resize_ids(edges, *hw).astype(np.float32)[..., None], EDGE_MAP, rgb.shape[:2]
+    if data.use_instance:
+        raise DataError(f"{path}: this run's semantic map has an instance-boundary channel (data.use_instance), "
+                        f"which a label map alone does not give; pass a .npy semantic map "
+                        f"[H, W, {data.semantic_nc}] ({channel_layout(data)})")
+    ids = read_label_ids(path)
+    seg = data.segmentation
+    offset, dontcare = (seg.label_offset, seg.dontcare_id) if data.dataset == "segmentation" else (0, None)
+    label = semantic_map(resize_ids(ids, *hw) + offset, data.label_nc, dontcare_id=dontcare,
+                         contain_dontcare_label=data.contain_dontcare_label, source=path)
+    return label, LABEL_MAP, ids.shape[:2]
+
+
+def read_exemplar(path: str, data: DataConfig) -> np.ndarray:
+    """The exemplar photo, uint8 at its own size (DeepFashion: in the keypoint frame)."""
+    if path.lower().endswith((".npy", ".txt")):
+        raise DataError(f"{path}: the exemplar must be a photo (an image file)")
+    rgb = read_rgb(path)
+    if binary_picture(rgb) is not None:
+        raise DataError(f"{path}: the exemplar has only black and white pixels, like an edge or label map; "
+                        "expected a photo")
+    if data.dataset == "deepfashion" and rgb.shape[0] != rgb.shape[1]:
+        rgb = square_photo(rgb)
+    return rgb
+
+
+def prepare(job: Job, config: Config) -> dict[str, np.ndarray]:
+    """label, exemplar ([-1, 1]) and exemplar_label of one job at the crop size."""
+    data = config.data
+    hw = tuple(data.crop_size)
+    label, kind, _ = read_semantic(job.input, data, hw)
+    photo = read_exemplar(job.exemplar, data)
+    if job.exemplar_input is None:
+        if data.dataset != "edges":
+            raise DataError(f"{job.exemplar}: the exemplar's semantic map is missing; a {data.dataset} run cannot "
+                            f"derive it from the photo: give it with --exemplar-input (pair lists: a third field)")
+        exemplar = resize_image(photo, *hw)
+        exemplar_label = edge_map(exemplar, data.edges)
+    else:
+        exemplar_label, exemplar_kind, own_size = read_semantic(job.exemplar_input, data, hw)
+        if data.dataset != "edges" and exemplar_kind != kind:
+            raise DataError(f"the input {job.input} ({kind}) and the exemplar's map {job.exemplar_input} "
+                            f"({exemplar_kind}) are of different kinds; give both the same way")
+        if own_size is not None and own_size != photo.shape[:2]:
+            raise DataError(f"{job.exemplar_input}: {own_size[1]}x{own_size[0]} but its exemplar {job.exemplar} is "
+                            f"{photo.shape[1]}x{photo.shape[0]}; a map must have its photo's size")
+        exemplar = resize_image(photo, *hw)
+    # make_sample checks the sizes and scales photos to [-1, 1]; there is no target image
+    sample = make_sample(exemplar, label, exemplar, exemplar_label, False, None)
+    return {k: sample[k] for k in ("label", "exemplar", "exemplar_label")}
+
+
+def prepare_all(jobs: list[Job], config: Config) -> list[dict] | None:
+    """Read and check every job before anything runs; all problems in one error. Returns
+    the prepared inputs when they fit in memory (else they are read again later)."""
+    h, w = config.data.crop_size
+    keep = len(jobs) * h * w * (2 * config.data.semantic_nc + 3) * 4 <= KEEP_PREPARED_BYTES
+    prepared, problems = [], []
+    for job in jobs:
+        try:
+            sample = prepare(job, config)
+        except DataError as err:
+            problems.append(job.located(str(err)))
+            continue
+        if keep:
+            prepared.append(sample)
+    if problems:
+        if len(jobs) == 1:
+            raise DataError(problems[0])
+        shown = "; ".join(problems[:MAX_LISTED_PROBLEMS])
+        more = len(problems) - MAX_LISTED_PROBLEMS
+        raise DataError(f"{len(problems)} of {len(jobs)} pairs cannot be translated (nothing was written): "
+                        + shown + (f"; ... {more} more" if more > 0 else ""))
+    return prepared if keep else None
+
+
+def _stem(path: str) -> str:
+    name = os.path.basename(path)
+    return keypoint_stem(name) or os.path.splitext(name)[0]
+
+
+def read_pairs(path: str, out_dir: str) -> list[Job]:
+    """Lines `input,exemplar[,exemplar_input]`, relative to the list's folder."""
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: pair list does not exist")
+    folder = os.path.dirname(os.path.abspath(path))
+    jobs = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            fields = [normalise_key(x) for x in line.rstrip("\n").split(",")]
+            if len(fields) not in (2, 3) or not all(fields):
+                raise DataError(f"{path}: line {number}: expected 'input,exemplar[,exemplar_input]', "
+                                f"got {line.strip()!r}")
+            paths = [os.path.join(folder, p) for p in fields]
+            name = f"{number:04d}_{_stem(paths[0])}_{_stem(paths[1])}.png"
+            jobs.append(Job(paths[0], paths[1], paths[2] if len(paths) == 3 else None,
+                            os.path.join(out_dir, name), f"{path}: line {number}"))
+    if not jobs:
+        raise DataError(f"{path}: pair list is empty")
+    return jobs
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def warp_path(out: str, level: int) -> str:
+    return f"{os.path.splitext(out)[0]}_warp{level}.png"
+
+
+class Staging:
+    """PNGs written into a hidden folder inside `folder` and moved into place together by
+    `commit`; leaving the `with` block without a commit removes them (and `folder`, if it
+    was created here and is empty)."""
+
+    def __init__(self, folder: str):
+        self.folder = folder or "."
+        self.created = not os.path.isdir(self.folder)
+        self.files: list[tuple[str, str]] = []
+        self.tmp = ""
+
+    def __enter__(self) -> "Staging":
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+            self.tmp = tempfile.mkdtemp(prefix=".translate-", dir=self.folder)
+        except OSError as err:
+            raise DataError(f"{self.folder}: cannot write the outputs here ({err})") from err
+        return self
+
+    def add(self, path: str, picture: np.ndarray) -> None:
+        tmp = os.path.join(self.tmp, f"{len(self.files)}.png")
+        try:
+            save_png(tmp, picture)
+        except OSError as err:
+            raise DataError(f"{self.folder}: cannot write the outputs here ({err})") from err
+        self.files.append((tmp, path))
+
+    def commit(self, config: Config | None = None) -> None:
+        for tmp, path in self.files:
+            try:
+                os.replace(tmp, path)
+            except OSError as err:
+                raise DataError(f"{path}: cannot write ({err})") from err
+        if config is not None:
+            config.save(os.path.join(self.folder, "config.yaml"))
+        self.files = []
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.created and exc[0] is not None:
+            try:
+                os.rmdir(self.folder)
+            except OSError:
+                pass
+
+
+# ----------------------------------------------------------------------------- translation
+
+
+def network_call(model: CoCosNet, config: Config, several_batches: bool):
+    """The model itself for one batch; for several, one tf.function traced for any batch
+    size, so that the last, partial batch does not retrace (tracing costs seconds)."""
+    if not several_batches:
+        return model
+    h, w = config.data.crop_size
+    label, photo = tf.TensorSpec([None, h, w, config.data.semantic_nc]), tf.TensorSpec([None, h, w, 3])
+    return tf.function(lambda label, exemplar, exemplar_label: model(label, exemplar, exemplar_label),
+                       input_signature=[label, photo, label])
+
+
+def stage_outputs(staging: Staging, job: Job, image: np.ndarray, levels: list[np.ndarray], warps: bool,
+                  checkpoint: str) -> None:
+    """One job's picture (and its warps at the picture's size); refuses non-finite output."""
+    if not (np.isfinite(image).all() and all(np.isfinite(x).all() for x in levels)):
+        raise DataError(job.located(f"the network's output for {job.input} with exemplar {job.exemplar} is not "
+                                    f"finite (NaN or inf); checkpoint {checkpoint} may have diverged "
+                                    "(nothing was written)"))
+    staging.add(job.out, to_uint8(image))
+    if warps:
+        h, w = image.shape[:2]
+        for level, x in enumerate(levels):
+            staging.add(warp_path(job.out, level), to_uint8(upsample_nearest(x, h, w)))
+
+
+def print_progress(done: int, total: int, start_time: float) -> None:
+    rate = done / max(time.perf_counter() - start_time, 1e-9)
+    print(f"{done}/{total} pairs  {rate:.2f} pairs/s  ETA {(total - done) / rate:.0f} s", flush=True)
+
+
+def translate(model: CoCosNet, jobs: list[Job], prepared: list[dict] | None, config: Config, batch_size: int,
+              staging: Staging, warps: bool, checkpoint: str, progress: bool = False) -> None:
+    """Translate `jobs` in batches into `staging`; `prepared` are their inputs, or None to read them again."""
+    call = network_call(model, config, several_batches=len(jobs) > batch_size)
+    start_time = shown = time.perf_counter()
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start:start + batch_size]
+        inputs = prepared[start:start + batch_size] if prepared is not None else [prepare(j, config) for j in chunk]
+        out = call(*(np.stack([x[k] for x in inputs]) for k in ("label", "exemplar", "exemplar_label")))
+        image, levels = out["image"].numpy(), [x.numpy() for x in out["warps"]]
+        for i, job in enumerate(chunk):
+            stage_outputs(staging, job, image[i], [x[i] for x in levels], warps, checkpoint)
+        done = start + len(chunk)
+        if progress and (time.perf_counter() - shown >= PROGRESS_SECONDS or done == len(jobs)):
+            shown = time.perf_counter()
+            print_progress(done, len(jobs), start_time)
+
+
+# ----------------------------------------------------------------------------- command
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m cocosnet_tf.translate",
+                                     description=__doc__.split("\nDesign decisions:")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, metavar="DIR", help="training run directory (config.yaml, checkpoints/)")
+    parser.add_argument("--checkpoint", default=None, metavar="PATH",
+                        help="checkpoint folder or prefix (default: the newest in DIR/checkpoints)")
+    add_set_argument(parser)  # no --config: the run's config.yaml is the config
+    single = parser.add_argument_group("one pair")
+    single.add_argument("--input", metavar="FILE", help="the semantic input (see above)")
+    single.add_argument("--exemplar", metavar="FILE", help="the exemplar photo")
+    single.add_argument("--exemplar-input", metavar="FILE", help="the exemplar's semantic map (see above)")
+    single.add_argument("--out", metavar="FILE", help="output PNG")
+    batch = parser.add_argument_group("a pair list")
+    batch.add_argument("--pairs", metavar="FILE", help="lines input,exemplar[,exemplar_input] (relative to FILE's folder)")
+    batch.add_argument("--out-dir", metavar="DIR", help="output folder (one PNG per line, and config.yaml)")
+    batch.add_argument("--batch-size", type=int, default=1, metavar="N", help="pairs per network call (default 1)")
+    parser.add_argument("--warps", action="store_true", help="also write each correspondence level's warp")
+    args = parser.parse_args(argv)
+
+    single_args = [a for a in ("input", "exemplar", "exemplar_input", "out") if getattr(args, a)]
+    if args.pairs or args.out_dir:
+        if single_args:
+            parser.error("give either --input/--exemplar/--out or --pairs/--out-dir, not both")
+        if not (args.pairs and args.out_dir):
+            parser.error("--pairs and --out-dir go together")
+    elif not (args.input and args.exemplar and args.out):
+        parser.error("give --input, --exemplar and --out (or --pairs and --out-dir)")
+    if args.out and not args.out.lower().endswith(".png"):
+        parser.error(f"--out {args.out}: the output is a PNG; name it .png")
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+
+    def body() -> None:
+        config = load_run_config(args.run, args.overrides)
+        checkpoint = find_checkpoint(args.run, args.checkpoint)
+        if args.pairs:
+            if os.path.isdir(args.out_dir) and os.path.samefile(args.out_dir, args.run):
+                raise ConfigError(f"--out-dir {args.out_dir} is the run directory; its config.yaml would be replaced")
+            jobs = read_pairs(args.pairs, args.out_dir)
+            folder = args.out_dir
+        else:
+            jobs = [Job(args.input, args.exemplar, args.exemplar_input, args.out)]
+            folder = os.path.dirname(args.out)
+        prepared = prepare_all(jobs, config)
+        model = load_model(config, checkpoint)
+        with Staging(folder) as staging:
+            translate(model, jobs, prepared, config, args.batch_size, staging, args.warps, checkpoint,
+                      progress=bool(args.pairs))
+            staging.commit(config if args.pairs else None)
+        levels = config.model.corr_levels if args.warps else 0
+        where = args.out_dir if args.pairs else args.out
+        print(f"wrote {len(jobs)} translation{'s' if len(jobs) > 1 else ''}"
+              + (f" with {levels} warps each" if levels else "") + f" to {where} (checkpoint {checkpoint})")
+
+    run(body)
+
+
+if __name__ == "__main__":
+    main()
