@@ -169,6 +169,7 @@ class TrainConfig:
     beta2: float = 0.9
     mixed_precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
     jit_compile: bool = False
+    seed: int = 0  # initial weights, the same on every worker and rerun (the data has data.seed)
     logical_cpus: int = 0  # >1 splits the CPU into logical devices (multi-replica tests)
     checkpoint_every: int = 500
     log_every: int = 50
@@ -389,6 +390,7 @@ def _check_values(c: Config) -> None:
         _require(0 <= d.edges.canny_low <= d.edges.canny_high, "data.edges.canny_low",
                  f"need 0 <= canny_low ({d.edges.canny_low}) <= canny_high ({d.edges.canny_high})")
     _require(d.seed >= 0, "data.seed", f"must be >= 0, got {d.seed}")
+    _require(c.train.seed >= 0, "train.seed", f"must be >= 0, got {c.train.seed}")
     _require(d.num_parallel_calls == -1 or d.num_parallel_calls >= 1, "data.num_parallel_calls",
              f"must be -1 (autotune) or >= 1, got {d.num_parallel_calls}")
     _require(d.max_samples >= 0, "data.max_samples", f"must be >= 0, got {d.max_samples}")

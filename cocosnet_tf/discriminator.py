@@ -48,10 +48,10 @@ class PatchDiscriminator(keras.layers.Layer):
         self.norms.append(None)
         checkpointed(self, "conv", self.convs)
 
-    def call(self, x, training=False):
+    def call(self, x):
         features = []
         for i, (layer, norm) in enumerate(zip(self.convs, self.norms)):
-            x = layer(pad1(x), training=training) if norm is not None else layer(pad1(x))
+            x = layer(pad1(x))
             if norm is not None:
                 x = norm(x)
             if i < len(self.convs) - 1:
@@ -73,12 +73,12 @@ class MultiscaleDiscriminator(keras.layers.Layer):
         self.discriminators = checkpointed(
             self, "scale", [PatchDiscriminator(ndf, layers, name=f"discriminator_{i}") for i in range(scales)])
 
-    def call(self, x, training=False):
+    def call(self, x):
         outputs = []
         for i, discriminator in enumerate(self.discriminators):
             if i:
                 x = downsample(x)
-            outputs.append(discriminator(x, training=training))
+            outputs.append(discriminator(x))
         return outputs
 
     def get_config(self):

@@ -44,19 +44,19 @@ class Generator(keras.layers.Layer):
         size = tf.shape(label)[1:3]
         return tf.concat([resize_nearest(w, size) for w in warps] + [label], axis=-1)
 
-    def call(self, label, warps, training=False):
+    def call(self, label, warps):
         """label [B, H, W, semantic_nc], warps coarse to fine -> image [B, H, W, 3] in [-1, 1]."""
         h, w = label.shape[1], label.shape[2]
         if (h is not None and h % DOWNSAMPLING) or (w is not None and w % DOWNSAMPLING):
             raise ValueError(f"image size {h}x{w}: the generator needs multiples of {DOWNSAMPLING}")
         seg = self.conditioning(label, warps)
         x = self.fc(resize_nearest(seg, tf.shape(label)[1:3] // DOWNSAMPLING))
-        x = upsample2(self.head_0(x, seg, training=training))
-        x = self.middle_1(self.middle_0(x, seg, training=training), seg, training=training)
+        x = upsample2(self.head_0(x, seg))
+        x = self.middle_1(self.middle_0(x, seg), seg)
         x = upsample2(x)
         for block in (self.up_0, self.up_1, self.up_2):
-            x = upsample2(block(x, seg, training=training))
-        x = self.up_3(x, seg, training=training)
+            x = upsample2(block(x, seg))
+        x = self.up_3(x, seg)
         return tf.tanh(self.conv_img(tf.nn.leaky_relu(x, LEAK)))
 
     def get_config(self):

@@ -21,6 +21,7 @@ from cocosnet_tf.config import Config
 from cocosnet_tf.correspondence.network import CorrespondenceNet
 from cocosnet_tf.discriminator import MultiscaleDiscriminator
 from cocosnet_tf.generator import Generator
+from cocosnet_tf.layers.spectral import power_iterations
 from cocosnet_tf.losses import adversarial, contextual, correspondence, vgg
 
 TRAIN_KEYS = ("label", "image", "exemplar", "exemplar_label", "self_ref")
@@ -57,7 +58,7 @@ class CoCosNet(keras.Model):
     # ------------------------------------------------------------------ inference
     def call(self, label, exemplar, exemplar_label, training=False):
         out = self.correspondence(label, exemplar, exemplar_label, training=training)
-        image = tf.cast(self.generator(label, out["warps"], training=training), tf.float32)
+        image = tf.cast(self.generator(label, out["warps"]), tf.float32)
         return {"image": image, "warps": out["warps"]}
 
     def build_all(self, height: int, width: int) -> None:
@@ -91,10 +92,10 @@ class CoCosNet(keras.Model):
     def _average(self, per_sample: tf.Tensor) -> tf.Tensor:
         return tf.nn.compute_average_loss(per_sample, global_batch_size=self.global_batch)
 
-    def _discriminate(self, label, fake, real, training):
+    def _discriminate(self, label, fake, real):
         """Fake and real through the discriminator in one batch -> (fake outputs, real outputs)."""
         both = tf.concat([tf.concat([label, fake], -1), tf.concat([label, real], -1)], 0)
-        outputs = self.discriminator(both, training=training)
+        outputs = self.discriminator(both)
         n = tf.shape(label)[0]
         return ([[f[:n] for f in scale] for scale in outputs], [[f[n:] for f in scale] for scale in outputs])
 
@@ -102,10 +103,11 @@ class CoCosNet(keras.Model):
         """(dict of weighted per-replica loss shares, generator output)."""
         w = self.config.losses
         label, image, exemplar = batch["label"], batch["image"], batch["exemplar"]
-        out = self.correspondence(label, exemplar, batch["exemplar_label"], image=image, training=training)
-        fake = tf.cast(self.generator(label, out["warps"], training=training), tf.float32)
+        out = self.correspondence(label, exemplar, batch["exemplar_label"], image=image, training=training,
+                                  step=self.g_optimizer.iterations)
+        fake = tf.cast(self.generator(label, out["warps"]), tf.float32)
         losses = {}
-        fake_d, real_d = self._discriminate(label, fake, image, training=False)
+        fake_d, real_d = self._discriminate(label, fake, image)
         losses["gan"] = w.gan * self._average(adversarial.hinge_generator([s[-1] for s in fake_d]))
         if w.gan_feat > 0:
             losses["gan_feat"] = w.gan_feat * self._average(adversarial.feature_matching(fake_d, real_d))
@@ -139,8 +141,8 @@ class CoCosNet(keras.Model):
             scaled = self.g_optimizer.scale_loss(total)  # identity unless a LossScaleOptimizer
         return tape.gradient(scaled, variables), {**losses, "total": total}, fake
 
-    def discriminator_losses(self, batch, fake, training=True):
-        fake_d, real_d = self._discriminate(batch["label"], tf.stop_gradient(fake), batch["image"], training)
+    def discriminator_losses(self, batch, fake):
+        fake_d, real_d = self._discriminate(batch["label"], tf.stop_gradient(fake), batch["image"])
         real, fake_term = adversarial.hinge_discriminator([s[-1] for s in real_d], [s[-1] for s in fake_d])
         w = self.config.losses.gan
         return {"real": w * self._average(real), "fake": w * self._average(fake_term)}
@@ -159,8 +161,12 @@ class CoCosNet(keras.Model):
         self_ref_total = tf.reduce_sum(batch["self_ref"])
         if context is not None:
             self_ref_total = context.all_reduce(tf.distribute.ReduceOp.SUM, self_ref_total)
+        # spectral norm's power iterations, as PyTorch's training forward (G's, then D's)
+        power_iterations(self.correspondence)
+        power_iterations(self.generator)
         g_grads, g_losses, fake = self._generator_gradients(batch, self_ref_total)
         self.g_optimizer.apply_gradients(zip(g_grads, self.generator_variables()))
+        power_iterations(self.discriminator)
         d_grads, d_losses = self._discriminator_gradients(batch, fake)
         self.d_optimizer.apply_gradients(zip(d_grads, self.discriminator.trainable_variables))
         return {**{f"G_{k}": v for k, v in g_losses.items()}, **{f"D_{k}": v for k, v in d_losses.items()}}

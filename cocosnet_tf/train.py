@@ -19,6 +19,7 @@ default strategy otherwise.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -94,12 +95,15 @@ class Trainer:
         keras.mixed_precision.set_dtype_policy(config.train.mixed_precision)
         self.strategy = choose_strategy(config)
         self.chief = is_chief(self.strategy)
+        print(f"strategy: {type(self.strategy).__name__}, replicas: {self.strategy.num_replicas_in_sync}", flush=True)
         h, w = config.data.crop_size
+        keras.utils.set_random_seed(config.train.seed)  # the same initial weights on every worker and rerun
+        # a host-side counter: outside the scope it stays a plain variable, not a mirrored one
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         with self.strategy.scope():
             self.model = CoCosNet(config, config.data.semantic_nc)
             self.model.build_all(h, w)
             self.model.setup_training()
-            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.checkpoint = tf.train.Checkpoint(model=self.model, g_optimizer=self.model.g_optimizer,
                                                   d_optimizer=self.model.d_optimizer, step=self.step)
         # every worker saves (saving is collective); only the chief's copy is kept
@@ -182,8 +186,9 @@ class Trainer:
             with self.writer.as_default(step=step):
                 for k, v in losses.items():
                     tf.summary.scalar(f"loss/{k}", v)
-                tf.summary.scalar("lr/generator", float(self.model.g_optimizer.learning_rate))
-                tf.summary.scalar("lr/discriminator", float(self.model.d_optimizer.learning_rate))
+                # np.asarray: a mirrored learning rate has no __float__
+                tf.summary.scalar("lr/generator", float(np.asarray(self.model.g_optimizer.learning_rate)))
+                tf.summary.scalar("lr/discriminator", float(np.asarray(self.model.d_optimizer.learning_rate)))
                 tf.summary.scalar("speed/steps_per_s", rate)
 
     def sample_batch(self) -> dict:
@@ -234,6 +239,14 @@ def heldout_report(model, data_config, batches: int = 4, batch_size: int = 8) ->
             "psnr_gain": warp - exemplar}
 
 
+def weights_fingerprint(variables) -> str:
+    """SHA-256 of the variables' values, in order (this worker's copy)."""
+    digest = hashlib.sha256()
+    for v in variables:
+        digest.update(np.ascontiguousarray(v.numpy()).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def prepare_run_dir(config: Config, run_dir: Path, resume: bool, overrides: list[str]) -> Config:
     """The config to train with; refuses to train over an existing run without --resume."""
     saved = run_dir / "config.yaml"
@@ -269,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
         except NonFiniteLossError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(3)
+        # every worker prints it: replicas and workers must end with the same weights
+        print(f"weights fingerprint: {weights_fingerprint(trainer.model.variables)}", flush=True)
         if trainer.chief and int(trainer.step) >= config.train.steps:
             report = heldout_report(trainer.model, heldout_data(config))
             atomic_write_text(run_dir / "heldout.json", json.dumps(report, indent=2) + "\n")

@@ -29,9 +29,9 @@ class EncoderStage(keras.layers.Layer):
         self.norm = instance_norm("norm")
         self.block = ResidualBlock(filters, name="res") if residual else None
 
-    def call(self, x, training=False):
+    def call(self, x):
         x = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
-        x = self.norm(self.conv(x, training=training))
+        x = self.norm(self.conv(x))
         return self.block(x) if self.block is not None else x
 
     def get_config(self):
@@ -56,17 +56,17 @@ class AlignmentUNet(keras.layers.Layer):
         self.middle_1 = SPADEResnetBlock(nef * 4, nef * 2, name="G_middle_1") if levels >= 3 else None
         self.middle_2 = SPADEResnetBlock(nef * 2, nef, name="G_middle_2") if levels >= 4 else None
 
-    def call(self, x, training=False):
+    def call(self, x):
         seg = x  # the official code conditions SPADE on the input itself
         act = lambda t: tf.nn.leaky_relu(t, LEAK)  # noqa: E731
-        x1 = self.layer1(x, training=training)
-        x2 = self.layer2(act(x1), training=training)
-        x3 = self.layer3(act(x2), training=training)
-        x4 = self.layer4(act(x3), training=training)
-        x5 = self.layer5(act(x4), training=training)
-        features = [self.head_0(x5, seg, training=training)]
+        x1 = self.layer1(x)
+        x2 = self.layer2(act(x1))
+        x3 = self.layer3(act(x2))
+        x4 = self.layer4(act(x3))
+        x5 = self.layer5(act(x4))
+        features = [self.head_0(x5, seg)]
         for block, skip in ((self.middle_0, x4), (self.middle_1, x3), (self.middle_2, x2))[: self.levels - 1]:
-            features.append(block(upsample_bilinear_aligned(features[-1]) + skip, seg, training=training))
+            features.append(block(upsample_bilinear_aligned(features[-1]) + skip, seg))
         return features
 
     def get_config(self):

@@ -143,15 +143,15 @@ class CorrespondenceNet(keras.Model):
                 raise ValueError(f"image size {h}x{w}: both sides must be multiples of {COARSEST_FACTOR} "
                                  f"and at least {2 * COARSEST_FACTOR} (the coarsest level is 1/{COARSEST_FACTOR})")
 
-    def align(self, image, label, training=False):
+    def align(self, image, label):
         """The exemplar branch's normalised features of (image, label), per level."""
         return [l2_normalize_channels(f, centre=False)
-                for f in self.unet_exemplar(tf.concat([image, label], -1), training=training)]
+                for f in self.unet_exemplar(tf.concat([image, label], -1))]
 
-    def call(self, label, exemplar, exemplar_label, image=None, training=False):
+    def call(self, label, exemplar, exemplar_label, image=None, training=False, step=0):
         self._check(label, exemplar, exemplar_label, image)
-        features = [l2_normalize_channels(f, centre=False) for f in self.unet_label(label, training=training)]
-        exemplar_features = self.align(exemplar, exemplar_label, training=training)
+        features = [l2_normalize_channels(f, centre=False) for f in self.unet_label(label)]
+        exemplar_features = self.align(exemplar, exemplar_label)
         theta = [l2_normalize_channels(t(f), centre=True) for t, f in zip(self.theta, features)]
         phi = [l2_normalize_channels(p(f), centre=True) for p, f in zip(self.phi, exemplar_features)]
         bilinear = self.sampling == "bilinear"
@@ -163,14 +163,14 @@ class CorrespondenceNet(keras.Model):
         for level, patch_match in enumerate(self.patch_match, start=1):
             init = initial_offsets(best if bilinear else tf.stop_gradient(best))
             result = patch_match(theta[level], phi[level], average_pool(exemplar, level_factor(level)), init,
-                                 training=training)
+                                 training=training, step=step)
             out["warps"].append(result["warp"])
             out["positions"].append(swap_xy(result["positions"]))
             out["weights"].append(result["weights"])
             # the next level starts from this level's first candidate, as the official code
             best = result["positions"][..., 0, :]
         if image is not None:
-            out["target_features"] = self.align(image, label, training=training)
+            out["target_features"] = self.align(image, label)
         return out
 
     def get_config(self):

@@ -85,7 +85,6 @@ class PatchMatchLevel(keras.layers.Layer):
         self.hidden, self.sampling_mode, self.chunk, self.seed = hidden, sampling_mode, chunk, seed
         self.hidden_init = HiddenInit(hidden, name="initial_layer")
         self.update = UpdateBlock(candidates, hidden, name="refine_net")
-        self.seed_generator = keras.random.SeedGenerator(seed, name="propagation_order")
 
     # -- evaluation: discrete, gradient-free, chunked over positions
     def _evaluate(self, queries, values, offsets, grid, height, width):
@@ -113,9 +112,13 @@ class PatchMatchLevel(keras.layers.Layer):
         return self._evaluate(queries, values, propagate(offsets, tf.logical_not(horizontal_first)), grid,
                               height, width)
 
-    def call(self, features, exemplar_features, exemplar, init_offsets, training=False):
+    def call(self, features, exemplar_features, exemplar, init_offsets, training=False, step=0):
         """features, exemplar_features [B,H,W,C] (normalised), exemplar [B,H,W,3] (pooled),
-        init_offsets [B,H,W,K,2] -> dict(warp, positions (row, col), weights)."""
+        init_offsets [B,H,W,K,2] -> dict(warp, positions (row, col), weights).
+
+        In training the propagation order is random, drawn statelessly from (seed, step,
+        iteration): every replica and worker draws the same, and a resumed run (whose
+        step comes from the checkpointed optimiser) continues the same sequence."""
         height, width = tf.shape(features)[1], tf.shape(features)[2]
         b, c = tf.shape(features)[0], features.shape[-1]
         n = height * width
@@ -126,9 +129,9 @@ class PatchMatchLevel(keras.layers.Layer):
         hidden = self.hidden_init(features, exemplar_features)
         offsets = init_offsets
         k = self.candidates
-        for _ in range(self.iterations):
+        for t in range(self.iterations):
             # the official code picks the propagation order at random in training
-            horizontal_first = keras.random.uniform([], seed=self.seed_generator) < 0.5 if training else True
+            horizontal_first = self._random_order(step, t) if training else True
             offsets, probabilities = self._propagate_and_evaluate(horizontal_first, frozen_q, frozen_v, offsets,
                                                                   grid, height, width)
             flow = tf.concat([offsets[..., 0], offsets[..., 1]], axis=-1)  # K rows, then K columns
@@ -150,6 +153,11 @@ class PatchMatchLevel(keras.layers.Layer):
             "positions": tf.reshape(positions, tf.concat([shape, [k, 2]], 0)),
             "weights": tf.reshape(weights, tf.concat([shape, [k]], 0)),
         }
+
+    def _random_order(self, step, iteration: int) -> tf.Tensor:
+        counter = tf.cast(step, tf.int64) * self.iterations + iteration
+        seed = tf.stack([tf.constant(self.seed, tf.int64), counter])
+        return tf.random.stateless_uniform([], seed=seed) < 0.5
 
     def _final_step(self, queries, values, pooled, positions, height, width):
         logits = sampling.scores(queries, values, positions, height, width, self.sampling_mode, self.temperature)

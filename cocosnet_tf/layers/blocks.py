@@ -11,14 +11,16 @@ from cocosnet_tf.layers.spectral import SpectralConv
 SPADE_HIDDEN = 128
 LEAK = 0.2
 # The official init_weights('xavier', 0.02): xavier_normal_ with gain 0.02, zero biases.
-OFFICIAL_INIT = keras.initializers.VarianceScaling(scale=0.02 ** 2, mode="fan_avg",
-                                                   distribution="untruncated_normal")
+def official_init() -> keras.initializers.Initializer:
+    """xavier_normal(gain 0.02), as the official init_weights. A new one per layer: an
+    initializer made at import time would draw its seed before keras.utils.set_random_seed."""
+    return keras.initializers.VarianceScaling(scale=0.02 ** 2, mode="fan_avg", distribution="untruncated_normal")
 
 
 def conv(filters: int, kernel, stride: int = 1, padding: str = "valid", use_bias: bool = True,
          name: str | None = None) -> keras.layers.Conv2D:
     return keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=use_bias,
-                               kernel_initializer=OFFICIAL_INIT, bias_initializer="zeros", name=name)
+                               kernel_initializer=official_init(), bias_initializer="zeros", name=name)
 
 
 def spectral(layer: keras.layers.Conv2D, name: str | None = None) -> SpectralConv:
@@ -117,10 +119,10 @@ class SPADEResnetBlock(keras.layers.Layer):
             self.conv_s = spectral(conv(fout, 1, use_bias=False), name="conv_s")
             self.norm_s = SPADE(fin, name="norm_s")
 
-    def call(self, x, segmap, training=False):
-        shortcut = self.conv_s(self.norm_s(x, segmap), training=training) if self.learned_shortcut else x
-        dx = self.conv_0(self.pad(tf.nn.leaky_relu(self.norm_0(x, segmap), LEAK)), training=training)
-        dx = self.conv_1(self.pad(tf.nn.leaky_relu(self.norm_1(dx, segmap), LEAK)), training=training)
+    def call(self, x, segmap):
+        shortcut = self.conv_s(self.norm_s(x, segmap)) if self.learned_shortcut else x
+        dx = self.conv_0(self.pad(tf.nn.leaky_relu(self.norm_0(x, segmap), LEAK)))
+        dx = self.conv_1(self.pad(tf.nn.leaky_relu(self.norm_1(dx, segmap), LEAK)))
         return shortcut + dx
 
     def get_config(self):

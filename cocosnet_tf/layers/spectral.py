@@ -2,7 +2,8 @@
 
 The convolution keeps its own kernel (PyTorch's `weight_orig`) and applies
 kernel / sigma, sigma estimated with one power iteration per training call from the
-vectors u and v (`weight_u`, `weight_v`), which are updated in training only.
+vectors u and v (`weight_u`, `weight_v`), which the training step updates before each
+forward (`power_iterations`).
 
 Why not `keras.layers.SpectralNormalization`: it writes kernel / sigma back into the
 kernel variable at every training call, so the optimiser updates the normalised
@@ -21,6 +22,13 @@ EPSILON = 1e-12  # torch.nn.functional.normalize's eps
 
 def _normalize(x: tf.Tensor) -> tf.Tensor:
     return x / tf.maximum(tf.norm(x), EPSILON)
+
+
+def power_iterations(layer: keras.layers.Layer) -> None:
+    """Update u and v of every SpectralConv inside `layer`."""
+    for sub in layer._flatten_layers(include_self=True, recursive=True):
+        if isinstance(sub, SpectralConv):
+            sub.power_iteration()
 
 
 @keras.saving.register_keras_serializable("cocosnet")
@@ -47,16 +55,21 @@ class SpectralConv(keras.layers.Layer):
         kernel = tf.transpose(self.layer.kernel, [3, 2, 0, 1])
         return tf.reshape(kernel, [self.layer.filters, -1])
 
-    def call(self, x, training=False):
-        # the power iteration runs in float32 whatever the dtype policy (autocast reads
-        # variables in the compute dtype)
+    def power_iteration(self) -> None:
+        """One power-iteration update of u and v (PyTorch's, run before each training
+        forward). It is a step of its own, called by the training step outside the
+        gradient functions: under tf.distribute an assign inside a nested (possibly
+        XLA-compiled) tf.function is a cross-replica sync that is not allowed there."""
+        matrix = tf.cast(self.weight_matrix(), tf.float32)
+        v = _normalize(tf.linalg.matvec(matrix, tf.cast(self.u, tf.float32), transpose_a=True))
+        self.v.assign(v)
+        self.u.assign(_normalize(tf.linalg.matvec(matrix, v)))
+
+    def call(self, x):
+        # sigma in float32 whatever the dtype policy (autocast reads variables in the
+        # compute dtype); u and v are constants here, as PyTorch's
         matrix = tf.cast(self.weight_matrix(), tf.float32)
         u, v = tf.cast(self.u, tf.float32), tf.cast(self.v, tf.float32)
-        if training:
-            v = tf.stop_gradient(_normalize(tf.linalg.matvec(matrix, u, transpose_a=True)))
-            u = tf.stop_gradient(_normalize(tf.linalg.matvec(matrix, v)))
-            self.u.assign(u)
-            self.v.assign(v)
         sigma = tf.tensordot(u, tf.linalg.matvec(matrix, v), 1)
         kernel = tf.cast(self.layer.kernel, x.dtype) / tf.cast(sigma, x.dtype)
         y = self.layer.convolution_op(x, kernel)

@@ -1,0 +1,107 @@
+"""The training job as real processes: stop and resume, several workers.
+
+Each run is a tiny model for a few steps; the tests compare final weights, which must
+not depend on how the work was split or interrupted.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["data.crop_size=[64,64]", "model.nef=4", "model.ngf=4", "model.ndf=4", "model.corr_levels=2",
+        "model.patchmatch_iterations=1", "train.batch_size=2", "train.log_every=1",
+        "train.sample_every=100000", "train.checkpoint_every=100000", "data.synthetic.num_samples=64"]
+
+
+def start(run_dir, *overrides, resume=False, env=None):
+    args = [sys.executable, "-m", "cocosnet_tf.train", "--run-dir", str(run_dir), "--set", *TINY, *overrides]
+    if resume:
+        args = args[:args.index("--set")] + ["--resume", "--set", *overrides]
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.Popen(args, cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def finish(process, timeout=600) -> str:
+    out, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, out[-3000:]
+    return out
+
+
+def fingerprint(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.startswith("weights fingerprint:")]
+    assert len(lines) == 1, output[-2000:]
+    return lines[0].split(":", 1)[1].strip()
+
+
+def checkpoint_values(run_dir) -> dict:
+    path = tf.train.latest_checkpoint(str(Path(run_dir) / "checkpoints"))
+    assert path is not None, f"no checkpoint in {run_dir}"
+    reader = tf.train.load_checkpoint(path)
+    # save_counter counts this run's saves, not training state
+    return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(path)
+            if not name.startswith(("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter"))}
+
+
+def assert_close(a: dict, b: dict, tolerance: float) -> None:
+    """Every saved value (weights, optimiser moments, counters) within `tolerance`,
+    relative to the value's scale where that exceeds 1 (Adam's second moments)."""
+    assert a.keys() == b.keys()
+    gaps = sorted(((float(np.max(np.abs(a[k].astype(np.float64) - b[k])) / max(1.0, float(np.max(np.abs(b[k])))))
+                    if a[k].size else 0.0, k) for k in a), reverse=True)
+    assert gaps[0][0] <= tolerance, f"{sum(g > tolerance for g, _ in gaps)} of {len(gaps)} differ: {gaps[:5]}"
+
+
+def test_sigterm_saves_and_resuming_equals_an_uninterrupted_run(tmp_path):
+    interrupted = start(tmp_path / "a", "train.steps=1000")
+    for line in interrupted.stdout:
+        if line.startswith("step 2/"):
+            interrupted.send_signal(signal.SIGTERM)
+            break
+    out = finish(interrupted)
+    assert "signal 15" in out
+    stopped = int(checkpoint_values(tmp_path / "a")["step/.ATTRIBUTES/VARIABLE_VALUE"])
+    assert 2 <= stopped < 1000
+    total = stopped + 2
+    resumed = finish(start(tmp_path / "a", f"train.steps={total}", resume=True))
+    assert "resumed from" in resumed and f"step {total}/{total}" in resumed
+    straight = finish(start(tmp_path / "b", f"train.steps={total}"))
+    a, b = checkpoint_values(tmp_path / "a"), checkpoint_values(tmp_path / "b")
+    assert int(a["step/.ATTRIBUTES/VARIABLE_VALUE"]) == total
+    # weights, both optimisers' moments and step counts, spectral-norm vectors: all equal
+    assert_close(a, b, 0.0)
+    assert fingerprint(resumed) == fingerprint(straight)
+    heldout = json.loads((tmp_path / "a" / "heldout.json").read_text())
+    assert np.isfinite(heldout["epe_finest"]) and heldout["pixels"] > 0
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_finish_with_identical_weights(tmp_path):
+    workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
+    processes = [
+        start(tmp_path / "run", "train.steps=2",
+              env={"TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})})
+        for i in range(2)
+    ]
+    outputs = [finish(p) for p in processes]
+    assert all("replicas: 2" in out for out in outputs)
+    assert fingerprint(outputs[0]) == fingerprint(outputs[1])
+    assert checkpoint_values(tmp_path / "run")["step/.ATTRIBUTES/VARIABLE_VALUE"] == 2
+    assert not any(p.name.startswith(".worker") for p in (tmp_path / "run").iterdir())
