@@ -68,7 +68,13 @@ def test_checkpoint_holds_every_variable(tmp_path):
 def test_every_loss_is_reported_and_finite_with_vgg_losses():
     model, batch = tiny_model("losses.vgg=10", "losses.perceptual=0.001", "losses.contextual=10",
                               vgg_model=vgg.build_vgg(None))
+    vectors = [v for v in model.variables if v.path.endswith(("/u", "/v"))]
+    before = snapshot(vectors)
     out = tf.function(model.train_step)(batch)
+    # the step runs spectral norm's power iterations, on both sides
+    sides = ("correspondence/", "generator/", "discriminator/")
+    assert all(any(side in v.path for v in vectors) for side in sides)
+    assert all(changed(vectors, before))
     expected = {"G_gan", "G_gan_feat", "G_vgg", "G_perceptual", "G_contextual", "G_warp_self", "G_warp_cycle",
                 "G_alignment", "G_total", "D_real", "D_fake"}
     assert set(out) == expected
