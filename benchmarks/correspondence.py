@@ -11,7 +11,8 @@ the machine down. Cases:
 - forward: inference (`training=False`: fixed propagation order, chunked evaluation,
   no gradient), the official four levels with the model section of the config;
 - train: forward + backward, an L1 loss on every level's warp, gradients of every
-  trainable variable (`training=True`: random propagation order, no chunking);
+  trainable variable (`training=True`: random propagation order; only the gradient-free
+  candidate evaluation is chunked);
 - dense: the baseline, dense softmax attention at every level (what PatchMatch
   replaces), forward only, where its N x N matrices fit.
 
@@ -65,15 +66,12 @@ def dense_everywhere(net, label, exemplar, exemplar_label):
     """The baseline: the coarsest level's dense attention at every level."""
     import tensorflow as tf
 
-    from cocosnet_tf.correspondence.network import average_pool, dense_level, level_factor
-    from cocosnet_tf.layers.norms import l2_normalize_channels
+    from cocosnet_tf.correspondence.network import dense_level, level_factor
+    from cocosnet_tf.layers.blocks import average_pool
 
-    features = [l2_normalize_channels(f, centre=False) for f in net.unet_label(label)]
-    exemplar_features = net.align(exemplar, exemplar_label)
+    _, _, theta, phi = net.projections(label, exemplar, exemplar_label)
     warps = []
-    for level, (theta, phi, f, g) in enumerate(zip(net.theta, net.phi, features, exemplar_features)):
-        q = l2_normalize_channels(theta(f), centre=True)
-        r = l2_normalize_channels(phi(g), centre=True)
+    for level, (q, r) in enumerate(zip(theta, phi)):
         warp, _, _ = dense_level(q, r, average_pool(exemplar, level_factor(level)), net.temperature,
                                  cycle=level == 0, hard_best=True)
         warps.append(warp)
@@ -205,7 +203,6 @@ def main(argv=None) -> int:
 
     report = {"machine": machine(), "results": results}
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(report, indent=2) + "\n")
     print(f"\nmachine: {report['machine']}\n\n{table(results)}\n\nwritten: {out}")
     return 0

@@ -143,7 +143,8 @@ class ModelConfig:
     num_discriminators: int = 2
     discriminator_layers: int = 4
     # positions per chunk for PatchMatch's gradient-free candidate evaluation (always) and
-    # its final step in inference: memory grows with chunk * K, not N * 3K; 0: no chunks
+    # its final step in inference, and chunk / 16 query rows for the dense coarsest level
+    # in inference: memory grows with chunk * K, not N * 3K, nor N^2; 0: no chunks
     inference_chunk: int = 16384
 
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from cocosnet_tf.config import SIZE_MULTIPLE as DOWNSAMPLING  # five 2x upsamplings to the image
 from cocosnet_tf.layers.blocks import LEAK, SPADEResnetBlock, conv, resize_nearest
-
-DOWNSAMPLING = 32  # five 2x upsamplings from the latent map to the image
 
 
 def upsample2(x: tf.Tensor) -> tf.Tensor:

@@ -61,12 +61,15 @@ class CoCosNet(keras.Model):
         image = tf.cast(self.generator(label, out["warps"]), tf.float32)
         return {"image": image, "warps": out["warps"]}
 
+    def build_inference(self, height: int, width: int) -> None:
+        """Create the variables of the correspondence network and the generator."""
+        label = tf.zeros([1, height, width, self.semantic_nc])
+        self(label, tf.zeros([1, height, width, 3]), label)
+
     def build_all(self, height: int, width: int) -> None:
         """Create every variable (before optimisers and checkpoints need them)."""
-        label = tf.zeros([1, height, width, self.semantic_nc])
-        image = tf.zeros([1, height, width, 3])
-        self(label, image, label)
-        self.discriminator(tf.concat([label, image], -1))
+        self.build_inference(height, width)
+        self.discriminator(tf.zeros([1, height, width, self.semantic_nc + 3]))
 
     def generator_variables(self) -> list:
         return self.correspondence.trainable_variables + self.generator.trainable_variables
@@ -113,7 +116,8 @@ class CoCosNet(keras.Model):
             losses["gan_feat"] = w.gan_feat * self._average(adversarial.feature_matching(fake_d, real_d))
         vgg_model = self._loss_networks.vgg
         if vgg_model is not None:
-            fake_f, real_f = vgg.features(vgg_model, fake), vgg.features(vgg_model, image)
+            fake_f = vgg.features(vgg_model, fake)
+            real_f = vgg.features(vgg_model, image) if w.vgg > 0 or w.perceptual > 0 else None
             if w.vgg > 0:
                 losses["vgg"] = w.vgg * self._average(vgg.feature_matching(fake_f, real_f))
             if w.perceptual > 0:

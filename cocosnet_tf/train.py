@@ -73,11 +73,17 @@ def choose_strategy(config: Config):
     return tf.distribute.get_strategy()
 
 
-def is_chief(strategy) -> bool:
+def cluster_task(strategy) -> tuple[str | None, int]:
+    """(task type, task id) of this process in a multi-worker cluster; (None, 0) alone."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
+        return None, 0
+    return resolver.task_type, int(resolver.task_id or 0)
+
+
+def is_chief(strategy) -> bool:
+    task_type, task_id = cluster_task(strategy)
+    return task_type in (None, "chief") or (task_type == "worker" and task_id == 0)
 
 
 def heldout_data(config: Config):
@@ -107,7 +113,7 @@ class Trainer:
             self.checkpoint = tf.train.Checkpoint(model=self.model, g_optimizer=self.model.g_optimizer,
                                                   d_optimizer=self.model.d_optimizer, step=self.step)
         # every worker saves (saving is collective); only the chief's copy is kept
-        directory = run_dir / "checkpoints" if self.chief else run_dir / f".worker_{self.task_id()}"
+        directory = run_dir / "checkpoints" if self.chief else run_dir / f".worker_{cluster_task(self.strategy)[1]}"
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(directory), max_to_keep=CHECKPOINTS_KEPT)
         if resume:
             if self.manager.latest_checkpoint is None:
@@ -118,10 +124,7 @@ class Trainer:
                                            start_step=int(self.step))
         self.writer = tf.summary.create_file_writer(str(run_dir / "logs")) if self.chief else None
         self.stop_requested = False
-
-    def task_id(self) -> int:
-        resolver = getattr(self.strategy, "cluster_resolver", None)
-        return int(resolver.task_id or 0) if resolver is not None else 0
+        self._samples = None  # the held-out batch of the sample grids, read once
 
     def _request_stop(self, signum, frame):
         log.warning("signal %d: stopping after this step and saving a checkpoint", signum)
@@ -192,7 +195,7 @@ class Trainer:
                 tf.summary.scalar("speed/steps_per_s", rate)
 
     def sample_batch(self) -> dict:
-        if not hasattr(self, "_samples"):
+        if self._samples is None:
             batch = next(iter(build_dataset(heldout_data(self.config), min(4, self.config.train.batch_size),
                                             repeat=False)))
             self._samples = {k: v.numpy() for k, v in batch.items()}
@@ -257,7 +260,7 @@ def prepare_run_dir(config: Config, run_dir: Path, resume: bool, overrides: list
     elif (run_dir / "checkpoints").exists():
         raise ConfigError(f"{run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(saved, config.to_yaml())
+    config.save(saved)
     return config
 
 

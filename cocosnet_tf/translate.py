@@ -188,8 +188,7 @@ def build_model(config: Config) -> CoCosNet:
     if key not in _BUILT:
         keras.mixed_precision.set_dtype_policy("float32")
         model = CoCosNet(config, config.data.semantic_nc)
-        label = tf.zeros([1, h, w, config.data.semantic_nc])
-        model(label, tf.zeros([1, h, w, 3]), label)  # creates the variables; not the discriminator's
+        model.build_inference(h, w)
         _BUILT.clear()
         _BUILT[key] = model
     return _BUILT[key]
@@ -503,7 +502,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m cocosnet_tf.translate",
                                      description=__doc__.split("\nDesign decisions:")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, metavar="DIR", help="training run directory (config.yaml, checkpoints/)")
+    parser.add_argument("--run", required=True, metavar="DIR",
+                        help="training run directory (config.yaml, checkpoints/)")
     parser.add_argument("--checkpoint", default=None, metavar="PATH",
                         help="checkpoint folder or prefix (default: the newest in DIR/checkpoints)")
     add_set_argument(parser)  # no --config: the run's config.yaml is the config
@@ -513,7 +513,8 @@ def main(argv: list[str] | None = None) -> None:
     single.add_argument("--exemplar-input", metavar="FILE", help="the exemplar's semantic map (see above)")
     single.add_argument("--out", metavar="FILE", help="output PNG")
     batch = parser.add_argument_group("a pair list")
-    batch.add_argument("--pairs", metavar="FILE", help="lines input,exemplar[,exemplar_input] (relative to FILE's folder)")
+    batch.add_argument("--pairs", metavar="FILE",
+                       help="lines input,exemplar[,exemplar_input] (relative to FILE's folder)")
     batch.add_argument("--out-dir", metavar="DIR", help="output folder (one PNG per line, and config.yaml)")
     batch.add_argument("--batch-size", type=int, default=1, metavar="N", help="pairs per network call (default 1)")
     parser.add_argument("--warps", action="store_true", help="also write each correspondence level's warp")

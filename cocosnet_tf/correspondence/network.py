@@ -24,7 +24,7 @@ from cocosnet_tf.config import ModelConfig
 from cocosnet_tf.correspondence import sampling
 from cocosnet_tf.correspondence.alignment import AlignmentUNet
 from cocosnet_tf.correspondence.patchmatch import PatchMatchLevel, initial_offsets, pixel_grid
-from cocosnet_tf.layers.blocks import checkpointed, conv
+from cocosnet_tf.layers.blocks import average_pool, checkpointed, conv
 from cocosnet_tf.layers.norms import l2_normalize_channels
 
 COARSEST_FACTOR = 8
@@ -92,10 +92,6 @@ def dense_rows(chunk: int) -> int:
     return max(1, chunk // 16)
 
 
-def average_pool(image: tf.Tensor, factor: int) -> tf.Tensor:
-    return image if factor == 1 else tf.nn.avg_pool2d(image, factor, factor, "VALID")
-
-
 def swap_xy(positions: tf.Tensor) -> tf.Tensor:
     return tf.reverse(positions, axis=[-1])
 
@@ -148,12 +144,18 @@ class CorrespondenceNet(keras.Model):
         return [l2_normalize_channels(f, centre=False)
                 for f in self.unet_exemplar(tf.concat([image, label], -1))]
 
-    def call(self, label, exemplar, exemplar_label, image=None, training=False, step=0):
-        self._check(label, exemplar, exemplar_label, image)
+    def projections(self, label, exemplar, exemplar_label):
+        """Per level: (features, exemplar_features, theta, phi); theta and phi are the
+        channel-centred projections the matching compares."""
         features = [l2_normalize_channels(f, centre=False) for f in self.unet_label(label)]
         exemplar_features = self.align(exemplar, exemplar_label)
         theta = [l2_normalize_channels(t(f), centre=True) for t, f in zip(self.theta, features)]
         phi = [l2_normalize_channels(p(f), centre=True) for p, f in zip(self.phi, exemplar_features)]
+        return features, exemplar_features, theta, phi
+
+    def call(self, label, exemplar, exemplar_label, image=None, training=False, step=0):
+        self._check(label, exemplar, exemplar_label, image)
+        features, exemplar_features, theta, phi = self.projections(label, exemplar, exemplar_label)
         bilinear = self.sampling == "bilinear"
         warp, cycle_warp, best = dense_level(theta[0], phi[0], average_pool(exemplar, COARSEST_FACTOR),
                                              self.temperature, cycle=True, hard_best=not bilinear,

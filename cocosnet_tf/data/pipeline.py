@@ -145,16 +145,17 @@ def build_dataset(config: DataConfig, batch_size: int | None = None, *, repeat: 
     source = source or build_source(config)
     n = len(source)
     indices = tf.data.Dataset.range(n)
+    per_pipeline = batch_size or 1  # samples this pipeline reads per global batch
+    worker = 0  # each worker draws its own permutation and augmentations
     if input_context is not None:
         if input_context.num_input_pipelines > n:
             raise DataError(f"{n} samples cannot be sharded over {input_context.num_input_pipelines} workers")
         indices = indices.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    per_pipeline = (batch_size or 1) // (input_context.num_input_pipelines if input_context else 1)
-    if input_context is not None and batch_size is not None:
-        batch_size = input_context.get_per_replica_batch_size(batch_size)
+        worker = input_context.input_pipeline_id
+        per_pipeline //= input_context.num_input_pipelines
+        if batch_size is not None:
+            batch_size = input_context.get_per_replica_batch_size(batch_size)
     shard_size = int(indices.cardinality())
-    # each worker draws its own permutation and augmentations
-    worker = input_context.input_pipeline_id if input_context is not None else 0
     stream_seed = config.seed * 1009 + worker
     if config.shuffle if shuffle is None else shuffle:
         indices = indices.shuffle(shard_size, seed=stream_seed, reshuffle_each_iteration=True)

@@ -10,7 +10,8 @@ from cocosnet_tf.layers.spectral import SpectralConv
 
 SPADE_HIDDEN = 128
 LEAK = 0.2
-# The official init_weights('xavier', 0.02): xavier_normal_ with gain 0.02, zero biases.
+
+
 def official_init() -> keras.initializers.Initializer:
     """xavier_normal(gain 0.02), as the official init_weights. A new one per layer: an
     initializer made at import time would draw its seed before keras.utils.set_random_seed."""
@@ -64,6 +65,11 @@ def checkpointed(owner: keras.layers.Layer, prefix: str, layers: list) -> list:
     return layers
 
 
+def average_pool(image: tf.Tensor, factor: int) -> tf.Tensor:
+    """Means over factor x factor blocks (a correspondence level's exemplar and targets)."""
+    return image if factor == 1 else tf.nn.avg_pool2d(image, factor, factor, "VALID")
+
+
 def resize_nearest(x: tf.Tensor, size) -> tf.Tensor:
     """Nearest-neighbour resize of x to size (height, width) (F.interpolate 'nearest')."""
     src = tf.shape(x)[1:3]
@@ -90,8 +96,9 @@ class SPADE(keras.layers.Layer):
         self.mlp_beta = conv(channels, 3, name="mlp_beta")
 
     def call(self, x, segmap):
+        """segmap: already at x's size (its block resizes it once for all its SPADEs)."""
         normalized = positional_norm(x)
-        actv = tf.nn.relu(self.mlp_shared(self.pad(resize_nearest(segmap, tf.shape(x)[1:3]))))
+        actv = tf.nn.relu(self.mlp_shared(self.pad(segmap)))
         gamma = self.mlp_gamma(self.pad(actv))
         beta = self.mlp_beta(self.pad(actv))
         return normalized * (1 + gamma) + beta
@@ -120,6 +127,7 @@ class SPADEResnetBlock(keras.layers.Layer):
             self.norm_s = SPADE(fin, name="norm_s")
 
     def call(self, x, segmap):
+        segmap = resize_nearest(segmap, tf.shape(x)[1:3])
         shortcut = self.conv_s(self.norm_s(x, segmap)) if self.learned_shortcut else x
         dx = self.conv_0(self.pad(tf.nn.leaky_relu(self.norm_0(x, segmap), LEAK)))
         dx = self.conv_1(self.pad(tf.nn.leaky_relu(self.norm_1(dx, segmap), LEAK)))

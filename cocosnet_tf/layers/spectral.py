@@ -1,9 +1,9 @@
 """Spectral normalisation parametrised as PyTorch's `torch.nn.utils.spectral_norm`.
 
 The convolution keeps its own kernel (PyTorch's `weight_orig`) and applies
-kernel / sigma, sigma estimated with one power iteration per training call from the
-vectors u and v (`weight_u`, `weight_v`), which the training step updates before each
-forward (`power_iterations`).
+kernel / sigma with sigma = u^T W v, from the vectors u and v (`weight_u`, `weight_v`);
+the training step updates them by one power iteration before each forward
+(`power_iterations`), outside the gradient functions.
 
 Why not `keras.layers.SpectralNormalization`: it writes kernel / sigma back into the
 kernel variable at every training call, so the optimiser updates the normalised

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from cocosnet_tf.layers.blocks import average_pool
 from cocosnet_tf.layers.norms import l2_normalize_channels
 
 BANDWIDTH = 0.1
@@ -29,6 +30,5 @@ def contextual(x: tf.Tensor, y: tf.Tensor, bandwidth: float = BANDWIDTH) -> tf.T
 
 def contextual_vgg(fake: list[tf.Tensor], exemplar: list[tf.Tensor]) -> tf.Tensor:
     """8 CX(r52) + 4 CX(r42) + 2 CX(avgpool2(r32)): the output against the exemplar."""
-    pool = lambda t: tf.nn.avg_pool2d(t, 2, 2, "VALID")  # noqa: E731
     return (8.0 * contextual(fake[4], exemplar[4]) + 4.0 * contextual(fake[3], exemplar[3])
-            + 2.0 * contextual(pool(fake[2]), pool(exemplar[2])))
+            + 2.0 * contextual(average_pool(fake[2], 2), average_pool(exemplar[2], 2)))

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from cocosnet_tf.layers.blocks import average_pool
 from cocosnet_tf.losses.adversarial import per_sample_mean
 
 
 def pool_to(image: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
     """Average-pool image to like's size (an integer factor, as the warps' levels;
     static shapes, as in a training step)."""
-    factor = image.shape[1] // like.shape[1]
-    return image if factor == 1 else tf.nn.avg_pool2d(image, factor, factor, "VALID")
+    return average_pool(image, image.shape[1] // like.shape[1])
 
 
 def warp_self(warps: list[tf.Tensor], target: tf.Tensor) -> tf.Tensor:
