@@ -12,7 +12,14 @@ def test_spectral_conv_divides_by_the_largest_singular_value_and_keeps_the_kerne
     layer = SpectralConv(conv(6, 3))
     x = tf.constant(np.random.default_rng(0).normal(size=(1, 8, 8, 4)).astype(np.float32))
     layer(x)
+    # Prescribed singular values with a clear gap, so 50 power iterations converge whatever
+    # the random draw (a random kernel's top two can be within 3% of each other).
+    shape = layer.layer.kernel.shape
+    left, _, right = np.linalg.svd(np.random.default_rng(1).normal(size=(6, 3 * 3 * 4)), full_matrices=False)
+    matrix = left @ np.diag([2.0, 1.0, 0.8, 0.6, 0.4, 0.2]) @ right
+    layer.layer.kernel.assign(np.transpose(matrix.reshape(6, 4, 3, 3), [2, 3, 1, 0]).astype(np.float32))
     kernel = layer.layer.kernel.numpy().copy()
+    assert kernel.shape == tuple(shape)
     u = layer.u.numpy().copy()
     layer(x)
     np.testing.assert_array_equal(layer.u.numpy(), u)  # a forward pass does not iterate
@@ -22,6 +29,7 @@ def test_spectral_conv_divides_by_the_largest_singular_value_and_keeps_the_kerne
     np.testing.assert_array_equal(layer.layer.kernel.numpy(), kernel)  # the original weight stays
     matrix = np.transpose(kernel, [3, 2, 0, 1]).reshape(6, -1)
     sigma = np.linalg.svd(matrix, compute_uv=False)[0]
+    assert abs(sigma - 2.0) < 1e-5
     expected = tf.nn.conv2d(x, kernel / sigma, 1, "VALID")
     np.testing.assert_allclose(y.numpy(), expected.numpy(), rtol=1e-4, atol=1e-6)
     with tf.GradientTape() as tape:
