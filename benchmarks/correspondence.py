@@ -25,43 +25,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
 import statistics
-import subprocess
 import sys
-import threading
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from harness import current_rss_gb, guard_memory, launch, markdown_table, peak_rss_gb, write_report
+
 MODES = ("forward", "train", "dense")
 
 
 # ----------------------------------------------------------------------------- worker
-def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
-
-
-def current_rss_gb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
-
-
-def guard_memory(limit_gb: float) -> None:
-    """Stop this process (exit 3) as soon as its RSS passes the limit."""
-
-    def watch():
-        while True:
-            if current_rss_gb() > limit_gb:
-                print(json.dumps({"status": f"stopped above {limit_gb:g} GB"}), flush=True)
-                os._exit(3)
-            time.sleep(0.05)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 def dense_everywhere(net, label, exemplar, exemplar_label):
     """The baseline: the coarsest level's dense attention at every level."""
     import tensorflow as tf
@@ -134,38 +107,9 @@ def dense_fits(size: int, batch: int, limit_gb: float) -> bool:
     return 3 * batch * n * n * 4 / 2**30 < limit_gb
 
 
-def launch(case: dict, timeout: float) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    try:
-        done = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], capture_output=True,
-                              text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {"status": f"timeout after {timeout:g} s"}
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if lines:
-        return json.loads(lines[-1])
-    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"status": f"failed (exit {done.returncode}): {tail[:200]}"}
-
-
-def machine() -> dict:
-    import tensorflow as tf
-
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(memory, 1), "python": platform.python_version(),
-            "tensorflow": tf.__version__, "gpus": len(tf.config.list_physical_devices("GPU"))}
-
-
-def table(results: list[dict]) -> str:
-    rows = ["| mode | size | batch | XLA | first call (s) | median (s) | peak RSS (GB) | status |",
-            "|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        rows.append(f"| {r['mode']} | {r['size']} | {r['batch']} | {'on' if r['xla'] else 'off'} | "
-                    f"{r.get('first_call_s', '-')} | {r.get('median_s', '-')} | {r.get('peak_rss_gb', '-')} | "
-                    f"{r['status']} |")
-    return "\n".join(rows)
+COLUMNS = [("mode", "mode"), ("size", "size"), ("batch", "batch"), ("XLA", "xla"),
+           ("first call (s)", "first_call_s"), ("median (s)", "median_s"), ("peak RSS (GB)", "peak_rss_gb"),
+           ("status", "status")]
 
 
 def main(argv=None) -> int:
@@ -196,15 +140,10 @@ def main(argv=None) -> int:
                     if mode == "dense" and not dense_fits(size, batch, args.max_rss_gb):
                         result = {"status": f"skipped: N x N scores need > {args.max_rss_gb:g} GB"}
                     else:
-                        result = launch(case, args.timeout)
+                        result = launch(__file__, case, args.timeout)
                     results.append({**case, **result})
-                    print(table(results[-1:]).splitlines()[-1], flush=True)
-    from cocosnet_tf.fileio import atomic_write_text
-
-    report = {"machine": machine(), "results": results}
-    out = Path(args.out)
-    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
-    print(f"\nmachine: {report['machine']}\n\n{table(results)}\n\nwritten: {out}")
+                    print(markdown_table(COLUMNS, results[-1:]).splitlines()[-1], flush=True)
+    write_report(args.out, results, markdown_table(COLUMNS, results))
     return 0
 
 

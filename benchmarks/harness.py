@@ -1,0 +1,81 @@
+"""What the benchmark scripts share: one process per case (so that its peak RSS is its
+own), a memory guard, the machine description and a markdown table."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+
+
+def current_rss_gb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
+def guard_memory(limit_gb: float) -> None:
+    """Stop this process (exit 3) as soon as its RSS passes the limit."""
+
+    def watch():
+        while True:
+            if current_rss_gb() > limit_gb:
+                print(json.dumps({"status": f"stopped above {limit_gb:g} GB"}), flush=True)
+                os._exit(3)
+            time.sleep(0.05)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def launch(script: str, case: dict, timeout: float) -> dict:
+    """Run `script --case JSON` in a fresh process; its last JSON line is the result."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    try:
+        done = subprocess.run([sys.executable, script, "--case", json.dumps(case)], capture_output=True,
+                              text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"status": f"timeout after {timeout:g} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if lines:
+        return json.loads(lines[-1])
+    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"status": f"failed (exit {done.returncode}): {tail[:200]}"}
+
+
+def machine() -> dict:
+    import tensorflow as tf
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(memory, 1), "python": platform.python_version(),
+            "tensorflow": tf.__version__, "gpus": len(tf.config.list_physical_devices("GPU"))}
+
+
+def markdown_table(columns: list[tuple[str, str]], results: list[dict]) -> str:
+    """columns: (header, result key); a missing value prints as '-', booleans as on/off."""
+    def cell(value):
+        return "-" if value is None else ("on" if value is True else "off" if value is False else value)
+
+    rows = ["| " + " | ".join(h for h, _ in columns) + " |", "|" + "---|" * len(columns)]
+    rows += ["| " + " | ".join(str(cell(r.get(k))) for _, k in columns) + " |" for r in results]
+    return "\n".join(rows)
+
+
+def write_report(out: str, results: list[dict], table: str) -> None:
+    from cocosnet_tf.fileio import atomic_write_text
+
+    report = {"machine": machine(), "results": results}
+    atomic_write_text(Path(out), json.dumps(report, indent=2) + "\n")
+    print(f"\nmachine: {report['machine']}\n\n{table}\n\nwritten: {out}")
