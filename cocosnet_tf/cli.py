@@ -27,6 +27,14 @@ def add_set_argument(parser: argparse.ArgumentParser) -> None:
                              "repeatable")
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--run DIR` and `--checkpoint PATH`: the commands that read a trained run."""
+    parser.add_argument("--run", required=True, metavar="DIR",
+                        help="training run directory (config.yaml, checkpoints/)")
+    parser.add_argument("--checkpoint", default=None, metavar="PATH",
+                        help="checkpoint folder or prefix (default: the newest in DIR/checkpoints)")
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     path = args.config
     if path is None and os.path.isfile(DEFAULT_CONFIG):

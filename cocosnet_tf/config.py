@@ -30,6 +30,8 @@ MAX_SIZE = 2048
 SYNTHETIC_CLASSES = 8
 # DeepFashion pose maps: RGB skeleton + 17 limb distance maps (the official layout).
 POSE_CHANNELS = 20
+# SWD compares 7 x 7 patches of each Laplacian-pyramid level (Karras et al. 2018).
+SWD_PATCH_SIZE = 7
 
 
 class ConfigError(ValueError):
@@ -187,12 +189,28 @@ class ExportConfig:
 
 
 @dataclass
+class EvaluateConfig:
+    """python -m cocosnet_tf.evaluate: how many held-out pairs, and the metrics' settings."""
+
+    num_samples: int = 256  # the first N pairs of the held-out split (fewer if it is smaller); 0: all
+    batch_size: int = 8
+    seed: int = 0  # SWD's patch positions and projection directions
+    grid_rows: int = 4  # pairs shown in examples.png
+    swd_patches: int = 128  # 7x7 patches per image and pyramid level
+    swd_directions: int = 512  # random projections per pyramid level
+    swd_min_resolution: int = 16  # the pyramid stops before its shorter side falls below this
+    histogram_min_pixels: int = 64  # a class counts in a pair when it covers this many pixels in both images
+    inception_weights: str = ""  # Inception-v3 notop .h5 for FID; empty: Keras' cache; none found: no FID
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     losses: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def validate(self) -> "Config":
         _check_values(self)
@@ -428,3 +446,14 @@ def _check_values(c: Config) -> None:
     _require(x.version >= 1, "export.version", f"must be >= 1, got {x.version}")
     _require(11 <= x.onnx_opset <= 21, "export.onnx_opset", f"allowed 11..21, got {x.onnx_opset}")
     _require(x.tolerance > 0 and x.fp16_tolerance > 0, "export.tolerance", "tolerances must be > 0")
+
+    v = c.evaluate
+    for key in ("num_samples", "seed"):
+        value = getattr(v, key)
+        _require(value >= 0, f"evaluate.{key}", f"must be >= 0, got {value}")
+    for key in ("batch_size", "grid_rows", "swd_patches", "swd_directions", "histogram_min_pixels"):
+        value = getattr(v, key)
+        _require(value >= 1, f"evaluate.{key}", f"must be >= 1, got {value}")
+    _require(SWD_PATCH_SIZE <= v.swd_min_resolution <= min(d.crop_size), "evaluate.swd_min_resolution",
+             f"{v.swd_min_resolution}: allowed from {SWD_PATCH_SIZE} (the patch size) to {min(d.crop_size)} "
+             "(the shorter side of data.crop_size)")

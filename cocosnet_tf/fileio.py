@@ -1,9 +1,11 @@
-"""File helpers: atomic writes and image reads that fail with the file's name."""
+"""File helpers: atomic writes (of one file, or of several moved into place together) and
+image reads that fail with the file's name."""
 
 from __future__ import annotations
 
 import io
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from typing import Iterator
@@ -108,3 +110,55 @@ def list_images(folder: str) -> list[str]:
                 # keys use '/' on every OS, like the pair lists that name them
                 found.append(os.path.relpath(os.path.join(dirpath, name), folder).replace(os.sep, "/"))
     return sorted(found)
+
+
+class Staging:
+    """Files written into a hidden folder inside `folder` and moved into place together by
+    `commit`; leaving the `with` block without a commit removes them (and `folder`, if it
+    was created here and is empty)."""
+
+    def __init__(self, folder: str, prefix: str = ".staging-"):
+        self.folder = folder or "."
+        self.prefix = prefix
+        self.created = not os.path.isdir(self.folder)
+        self.files: list[tuple[str, str]] = []
+        self.tmp = ""
+
+    def __enter__(self) -> "Staging":
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+            self.tmp = tempfile.mkdtemp(prefix=self.prefix, dir=self.folder)
+        except OSError as err:
+            raise DataError(f"{self.folder}: cannot write the outputs here ({err})") from err
+        return self
+
+    def add(self, path: str, picture: np.ndarray) -> None:
+        """Stage a uint8 picture as the PNG `path`."""
+        self._stage(path, ".png", lambda tmp: save_png(tmp, picture))
+
+    def add_text(self, path: str, text: str) -> None:
+        self._stage(path, ".txt", lambda tmp: atomic_write_text(tmp, text))
+
+    def _stage(self, path: str, suffix: str, write) -> None:
+        tmp = os.path.join(self.tmp, f"{len(self.files)}{suffix}")
+        try:
+            write(tmp)
+        except OSError as err:
+            raise DataError(f"{self.folder}: cannot write the outputs here ({err})") from err
+        self.files.append((tmp, path))
+
+    def commit(self) -> None:
+        for tmp, path in self.files:
+            try:
+                os.replace(tmp, path)
+            except OSError as err:
+                raise DataError(f"{path}: cannot write ({err})") from err
+        self.files = []
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.created and exc[0] is not None:
+            try:
+                os.rmdir(self.folder)
+            except OSError:
+                pass

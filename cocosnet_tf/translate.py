@@ -80,25 +80,23 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from cocosnet_tf.cli import add_set_argument, run
-from cocosnet_tf.config import POSE_CHANNELS, Config, ConfigError, DataConfig, load_config
+from cocosnet_tf.cli import add_run_arguments, add_set_argument, run
+from cocosnet_tf.config import POSE_CHANNELS, Config, ConfigError, DataConfig
 from cocosnet_tf.data.deepfashion import pose_map, read_keypoints, square_photo
 from cocosnet_tf.data.edges import edge_map
 from cocosnet_tf.data.exemplars import normalise_key
 from cocosnet_tf.data.folders import resize_ids, resize_image
 from cocosnet_tf.data.labels import semantic_map
 from cocosnet_tf.data.sources import make_sample
-from cocosnet_tf.fileio import DataError, read_label_ids, read_rgb, save_png
+from cocosnet_tf.fileio import DataError, Staging, read_label_ids, read_rgb
 from cocosnet_tf.model import CoCosNet
+from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
 from cocosnet_tf.visualize import to_uint8, upsample_nearest
 
 KEYPOINT_SUFFIXES = ("_candidate.txt", "_subset.txt")
@@ -123,96 +121,6 @@ class Job:
     def located(self, message: str) -> str:
         """`message`, led by the pair list line the job comes from (if any)."""
         return f"{self.where}: {message}" if self.where else message
-
-
-# ----------------------------------------------------------------------------- run directory
-
-
-def load_run_config(run_dir: str, overrides: list[str]) -> Config:
-    if not os.path.isdir(run_dir):
-        raise ConfigError(f"--run {run_dir}: folder does not exist")
-    path = os.path.join(run_dir, "config.yaml")
-    if not os.path.isfile(path):
-        raise ConfigError(f"{path} does not exist; --run must be a training run directory "
-                          "(written by python -m cocosnet_tf.train)")
-    return load_config(path, overrides)
-
-
-def checkpoint_prefix(run_dir: str, given: str | None) -> str:
-    """--checkpoint (a folder, a prefix or its .index file) or the run's newest, as a prefix.
-    tf.train.latest_checkpoint is None also when the files it names are gone."""
-    if not given:
-        folder = os.path.join(run_dir, "checkpoints")
-        path = tf.train.latest_checkpoint(folder) if os.path.isdir(folder) else None
-        if path is None:
-            raise ConfigError(f"{folder}: no checkpoint; train the run first or name one with --checkpoint")
-        return path
-    if os.path.isdir(given):
-        path = tf.train.latest_checkpoint(given)
-        if path is None:
-            raise ConfigError(f"--checkpoint {given}: no checkpoint in this folder")
-        return path
-    prefix = given[: -len(".index")] if given.endswith(".index") else given
-    if not os.path.isfile(prefix + ".index"):
-        raise ConfigError(f"--checkpoint {given}: not a checkpoint; expected a checkpoint folder or a prefix "
-                          f"such as {os.path.join(run_dir, 'checkpoints', 'ckpt-1000')} (with its .index file)")
-    return prefix
-
-
-def find_checkpoint(run_dir: str, given: str | None) -> str:
-    """The checkpoint prefix to restore, checked to be readable and to hold a model."""
-    path = checkpoint_prefix(run_dir, given)
-    try:
-        names = [name for name, _ in tf.train.list_variables(path)]
-    except (tf.errors.OpError, ValueError) as err:
-        raise ConfigError(f"{path}: not a readable checkpoint ({_first_line(err)})") from err
-    if not any(name.startswith("model/") for name in names):
-        raise ConfigError(f"{path}: holds no model (a checkpoint written by python -m cocosnet_tf.train has one)")
-    return path
-
-
-def _first_line(err: BaseException, limit: int = 300) -> str:
-    text = str(getattr(err, "message", None) or err).strip().splitlines()
-    return (text[0] if text else type(err).__name__)[:limit]
-
-
-# the last built network, by the config it was built for: building is the slow part, and
-# callers of main() in one process (tests, scripts) would otherwise pay it every time
-_BUILT: dict[tuple, CoCosNet] = {}
-
-
-def build_model(config: Config) -> CoCosNet:
-    """The inference networks (correspondence + generator) with all their variables."""
-    h, w = config.data.crop_size
-    key = (repr(config.model), config.data.semantic_nc, h, w)
-    if key not in _BUILT:
-        keras.mixed_precision.set_dtype_policy("float32")
-        model = CoCosNet(config, config.data.semantic_nc)
-        model.build_inference(h, w)
-        _BUILT.clear()
-        _BUILT[key] = model
-    return _BUILT[key]
-
-
-def load_model(config: Config, checkpoint: str) -> CoCosNet:
-    """Build the networks and restore `checkpoint` into them; every weight of the
-    correspondence network and the generator must be restored (a missing one is
-    unmatched, one of another shape a ValueError)."""
-    model = build_model(config)
-    # only the inference half, so that the assertion covers exactly these two networks
-    inference = tf.Module()
-    inference.correspondence, inference.generator = model.correspondence, model.generator
-    try:
-        # read(): also checkpoints written with Checkpoint.write (no save counter)
-        status = tf.train.Checkpoint(model=inference).read(checkpoint)
-        status.expect_partial()  # optimisers, step and the discriminator stay unread
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as err:
-        raise ConfigError(
-            f"{checkpoint}: does not fit the model of this run's config (model.nef={config.model.nef}, "
-            f"ngf={config.model.ngf}, corr_levels={config.model.corr_levels}, "
-            f"semantic channels={config.data.semantic_nc}): {_first_line(err)}") from err
-    return model
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -398,52 +306,6 @@ def warp_path(out: str, level: int) -> str:
     return f"{os.path.splitext(out)[0]}_warp{level}.png"
 
 
-class Staging:
-    """PNGs written into a hidden folder inside `folder` and moved into place together by
-    `commit`; leaving the `with` block without a commit removes them (and `folder`, if it
-    was created here and is empty)."""
-
-    def __init__(self, folder: str):
-        self.folder = folder or "."
-        self.created = not os.path.isdir(self.folder)
-        self.files: list[tuple[str, str]] = []
-        self.tmp = ""
-
-    def __enter__(self) -> "Staging":
-        try:
-            os.makedirs(self.folder, exist_ok=True)
-            self.tmp = tempfile.mkdtemp(prefix=".translate-", dir=self.folder)
-        except OSError as err:
-            raise DataError(f"{self.folder}: cannot write the outputs here ({err})") from err
-        return self
-
-    def add(self, path: str, picture: np.ndarray) -> None:
-        tmp = os.path.join(self.tmp, f"{len(self.files)}.png")
-        try:
-            save_png(tmp, picture)
-        except OSError as err:
-            raise DataError(f"{self.folder}: cannot write the outputs here ({err})") from err
-        self.files.append((tmp, path))
-
-    def commit(self, config: Config | None = None) -> None:
-        for tmp, path in self.files:
-            try:
-                os.replace(tmp, path)
-            except OSError as err:
-                raise DataError(f"{path}: cannot write ({err})") from err
-        if config is not None:
-            config.save(os.path.join(self.folder, "config.yaml"))
-        self.files = []
-
-    def __exit__(self, *exc) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        if self.created and exc[0] is not None:
-            try:
-                os.rmdir(self.folder)
-            except OSError:
-                pass
-
-
 # ----------------------------------------------------------------------------- translation
 
 
@@ -502,10 +364,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m cocosnet_tf.translate",
                                      description=__doc__.split("\nDesign decisions:")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, metavar="DIR",
-                        help="training run directory (config.yaml, checkpoints/)")
-    parser.add_argument("--checkpoint", default=None, metavar="PATH",
-                        help="checkpoint folder or prefix (default: the newest in DIR/checkpoints)")
+    add_run_arguments(parser)
     add_set_argument(parser)  # no --config: the run's config.yaml is the config
     single = parser.add_argument_group("one pair")
     single.add_argument("--input", metavar="FILE", help="the semantic input (see above)")
@@ -546,10 +405,12 @@ def main(argv: list[str] | None = None) -> None:
             folder = os.path.dirname(args.out)
         prepared = prepare_all(jobs, config)
         model = load_model(config, checkpoint)
-        with Staging(folder) as staging:
+        with Staging(folder, prefix=".translate-") as staging:
             translate(model, jobs, prepared, config, args.batch_size, staging, args.warps, checkpoint,
                       progress=bool(args.pairs))
-            staging.commit(config if args.pairs else None)
+            if args.pairs:
+                staging.add_text(os.path.join(folder, "config.yaml"), config.to_yaml())
+            staging.commit()
         levels = config.model.corr_levels if args.warps else 0
         where = args.out_dir if args.pairs else args.out
         print(f"wrote {len(jobs)} translation{'s' if len(jobs) > 1 else ''}"

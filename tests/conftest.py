@@ -1,7 +1,9 @@
+import contextlib
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from cocosnet_tf.config import load_config  # noqa: E402
@@ -13,3 +15,35 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def make_config():
     """load_config(None, overrides) with the built-in defaults."""
     return lambda *overrides: load_config(None, list(overrides))
+
+
+def save_run(config, run_dir):
+    """A run directory as train.py leaves it (config.yaml; model, both optimisers and the
+    step through a CheckpointManager), from an untrained model; returns the model."""
+    import tensorflow as tf
+
+    from cocosnet_tf.model import CoCosNet
+
+    h, w = config.data.crop_size
+    model = CoCosNet(config, config.data.semantic_nc)
+    model.build_all(h, w)
+    model.setup_training()
+    checkpoint = tf.train.Checkpoint(model=model, g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer,
+                                     step=tf.Variable(1, dtype=tf.int64, name="step"))
+    tf.train.CheckpointManager(checkpoint, str(run_dir / "checkpoints"), max_to_keep=3).save(checkpoint_number=1)
+    config.save(run_dir / "config.yaml")
+    return model
+
+
+@contextlib.contextmanager
+def generator_outputs_nan(model):
+    """Within the block, the generator's image convolution holds NaN (a diverged model)."""
+    image_conv = [w for w in model.generator.weights if "conv_img" in w.path]
+    kept = [w.numpy() for w in image_conv]
+    for w in image_conv:
+        w.assign(np.full(w.shape, np.nan, np.float32))
+    try:
+        yield
+    finally:
+        for w, value in zip(image_conv, kept):
+            w.assign(value)

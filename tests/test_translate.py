@@ -13,10 +13,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from conftest import generator_outputs_nan, save_run
 from cocosnet_tf import translate
 from cocosnet_tf.config import load_config
 from cocosnet_tf.data.synthetic import make_pair
-from cocosnet_tf.model import CoCosNet
 from cocosnet_tf.visualize import to_uint8, upsample_nearest
 
 SIZE = 64
@@ -41,23 +41,9 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("translate")
     run = root / "run"
     config = load_config(None, TINY)
-    model = CoCosNet(config, config.data.semantic_nc)
-    model.build_all(SIZE, SIZE)
-    model.setup_training()
-    # as train.py: model, both optimisers and the step, through a CheckpointManager
-    checkpoint = tf.train.Checkpoint(model=model, g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer,
-                                     step=tf.Variable(1, dtype=tf.int64, name="step"))
-    tf.train.CheckpointManager(checkpoint, str(run / "checkpoints"), max_to_keep=3).save(checkpoint_number=1)
-    config.save(run / "config.yaml")
-
-    # a checkpoint whose generator produces NaN
-    image_conv = [w for w in model.generator.weights if "conv_img" in w.path]
-    kept = [w.numpy() for w in image_conv]
-    for w in image_conv:
-        w.assign(np.full(w.shape, np.nan, np.float32))
-    tf.train.Checkpoint(model=model).write(str(root / "nan" / "ckpt"))
-    for w, value in zip(image_conv, kept):
-        w.assign(value)
+    model = save_run(config, run)
+    with generator_outputs_nan(model):
+        tf.train.Checkpoint(model=model).write(str(root / "nan" / "ckpt"))
 
     # a checkpoint of another model, one missing the correspondence network, one with no model
     class Other(keras.layers.Layer):

@@ -1,0 +1,142 @@
+"""A trained run directory: its configuration, its checkpoints, and the inference
+networks (correspondence + generator) restored from one. Shared by the commands that
+use a trained run (translate, evaluate).
+
+Only the correspondence network and the generator are restored (optimisers, step and
+discriminator are ignored, so checkpoints written by Checkpoint.write or without a
+discriminator work too); every one of their variables must be matched and of its shape,
+so a checkpoint of another architecture (or another model config through --set) or one
+missing weights is a ConfigError, never random weights. Inference runs in float32.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+from contextlib import contextmanager
+
+import keras
+import tensorflow as tf
+
+from cocosnet_tf.config import Config, ConfigError, load_config
+from cocosnet_tf.model import CoCosNet
+
+
+def load_run_config(run_dir: str, overrides: list[str], config_path: str | None = None) -> Config:
+    """The run's config.yaml (or `config_path` instead of it) with `overrides` applied."""
+    if not os.path.isdir(run_dir):
+        raise ConfigError(f"--run {run_dir}: folder does not exist")
+    if config_path is not None:
+        return load_config(config_path, overrides)
+    path = os.path.join(run_dir, "config.yaml")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path} does not exist; --run must be a training run directory "
+                          "(written by python -m cocosnet_tf.train)")
+    return load_config(path, overrides)
+
+
+def checkpoint_prefix(run_dir: str, given: str | None) -> str:
+    """--checkpoint (a folder, a prefix or its .index file) or the run's newest, as a prefix.
+    tf.train.latest_checkpoint is None also when the files it names are gone."""
+    if not given:
+        folder = os.path.join(run_dir, "checkpoints")
+        path = tf.train.latest_checkpoint(folder) if os.path.isdir(folder) else None
+        if path is None:
+            raise ConfigError(f"{folder}: no checkpoint; train the run first or name one with --checkpoint")
+        return path
+    if os.path.isdir(given):
+        path = tf.train.latest_checkpoint(given)
+        if path is None:
+            raise ConfigError(f"--checkpoint {given}: no checkpoint in this folder")
+        return path
+    prefix = given[: -len(".index")] if given.endswith(".index") else given
+    if not os.path.isfile(prefix + ".index"):
+        raise ConfigError(f"--checkpoint {given}: not a checkpoint; expected a checkpoint folder or a prefix "
+                          f"such as {os.path.join(run_dir, 'checkpoints', 'ckpt-1000')} (with its .index file)")
+    return prefix
+
+
+def find_checkpoint(run_dir: str, given: str | None) -> str:
+    """The checkpoint prefix to restore, checked to be readable and to hold a model."""
+    path = checkpoint_prefix(run_dir, given)
+    try:
+        names = [name for name, _ in tf.train.list_variables(path)]
+    except (tf.errors.OpError, ValueError) as err:
+        raise ConfigError(f"{path}: not a readable checkpoint ({_first_line(err)})") from err
+    if not any(name.startswith("model/") for name in names):
+        raise ConfigError(f"{path}: holds no model (a checkpoint written by python -m cocosnet_tf.train has one)")
+    return path
+
+
+def _first_line(err: BaseException, limit: int = 300) -> str:
+    text = str(getattr(err, "message", None) or err).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:limit]
+
+
+# the last built network, by the config it was built for: building is the slow part, and
+# callers of main() in one process (tests, scripts) would otherwise pay it every time
+_BUILT: dict[tuple, CoCosNet] = {}
+
+
+def build_model(config: Config) -> CoCosNet:
+    """The inference networks (correspondence + generator) with all their variables."""
+    h, w = config.data.crop_size
+    key = (repr(config.model), config.data.semantic_nc, h, w)
+    if key not in _BUILT:
+        keras.mixed_precision.set_dtype_policy("float32")
+        model = CoCosNet(config, config.data.semantic_nc)
+        model.build_inference(h, w)
+        _BUILT.clear()
+        _BUILT[key] = model
+    return _BUILT[key]
+
+
+def load_model(config: Config, checkpoint: str) -> CoCosNet:
+    """Build the networks and restore `checkpoint` into them; every weight of the
+    correspondence network and the generator must be restored (a missing one is
+    unmatched, one of another shape a ValueError)."""
+    with _tensorflow_log_muted():
+        reason, half_restored = _restore(build_model(config), checkpoint)
+        if half_restored:
+            # a read that failed part-way leaves its pending values in the network (as it
+            # did in its error, freed on return), and each logs a warning when freed:
+            # hundreds of lines that would bury the error at exit. Drop them now, quietly.
+            _BUILT.clear()
+            gc.collect()
+    if reason:
+        raise ConfigError(
+            f"{checkpoint}: does not fit the model of this run's config (model.nef={config.model.nef}, "
+            f"ngf={config.model.ngf}, corr_levels={config.model.corr_levels}, "
+            f"semantic channels={config.data.semantic_nc}): {reason}")
+    return build_model(config)  # the cached network, restored
+
+
+def _restore(model: CoCosNet, checkpoint: str) -> tuple[str, bool]:
+    """("", False) when `checkpoint` restored into the inference networks of `model`,
+    else (why not, whether a read failed part-way)."""
+    # only the inference half, so that the assertion covers exactly these two networks
+    inference = tf.Module()
+    inference.correspondence, inference.generator = model.correspondence, model.generator
+    try:
+        # read(): also checkpoints written with Checkpoint.write (no save counter)
+        status = tf.train.Checkpoint(model=inference).read(checkpoint)
+    except (ValueError, tf.errors.OpError) as err:
+        return _first_line(err), True
+    status.expect_partial()  # optimisers, step and the discriminator stay unread
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as err:
+        return _first_line(err), False
+    return "", False
+
+
+@contextmanager
+def _tensorflow_log_muted():
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
