@@ -29,7 +29,8 @@ import statistics
 import sys
 import time
 
-from harness import current_rss_gb, guard_memory, launch, markdown_table, peak_rss_gb, write_report
+from harness import (add_common_arguments, current_rss_gb, guard_memory, launch, markdown_table, peak_rss_gb,
+                     write_report)
 
 MODES = ("forward", "train", "dense")
 
@@ -117,13 +118,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512, 1024])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-    parser.add_argument("--xla", nargs="+", choices=["off", "on"], default=["off", "on"])
-    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--semantic-nc", type=int, default=8)
-    parser.add_argument("--max-rss-gb", type=float, default=20.0, help="stop a case whose RSS passes this")
-    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per case")
-    parser.add_argument("--out", default="benchmarks/results/correspondence.json")
-    parser.add_argument("--case", help=argparse.SUPPRESS)
+    add_common_arguments(parser, "benchmarks/results/correspondence.json", repeats=3)
     args = parser.parse_args(argv)
     if args.case:
         print(json.dumps(run_case(json.loads(args.case))), flush=True)

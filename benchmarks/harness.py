@@ -3,6 +3,7 @@ own), a memory guard, the machine description and a markdown table."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -36,6 +37,17 @@ def guard_memory(limit_gb: float) -> None:
             time.sleep(0.05)
 
     threading.Thread(target=watch, daemon=True).start()
+
+
+def add_common_arguments(parser, out: str, repeats: int) -> None:
+    """XLA off/on, repeats, the memory guard, the per-case timeout, --out and the hidden
+    --case through which launch() runs one case."""
+    parser.add_argument("--xla", nargs="+", choices=["off", "on"], default=["off", "on"])
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--max-rss-gb", type=float, default=20.0, help="stop a case whose RSS passes this")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per case")
+    parser.add_argument("--out", default=out)
+    parser.add_argument("--case", help=argparse.SUPPRESS)
 
 
 def launch(script: str, case: dict, timeout: float) -> dict:

@@ -20,7 +20,8 @@ import statistics
 import sys
 import time
 
-from harness import current_rss_gb, guard_memory, launch, markdown_table, peak_rss_gb, write_report
+from harness import (add_common_arguments, current_rss_gb, guard_memory, launch, markdown_table, peak_rss_gb,
+                     write_report)
 
 COLUMNS = [("config", "config"), ("size", "size"), ("batch", "batch"), ("XLA", "xla"),
            ("first step (s)", "first_step_s"), ("median step (s)", "median_s"), ("steps/s", "steps_per_s"),
@@ -70,12 +71,7 @@ def main(argv=None) -> int:
                         help="config overrides for every case")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--batch", type=int, default=None, help="default: the config's train.batch_size")
-    parser.add_argument("--xla", nargs="+", choices=["off", "on"], default=["off", "on"])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--max-rss-gb", type=float, default=20.0, help="stop a case whose RSS passes this")
-    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per case")
-    parser.add_argument("--out", default="benchmarks/results/train_step.json")
-    parser.add_argument("--case", help=argparse.SUPPRESS)
+    add_common_arguments(parser, "benchmarks/results/train_step.json", repeats=5)
     args = parser.parse_args(argv)
     if args.case:
         print(json.dumps(run_case(json.loads(args.case))), flush=True)

@@ -47,3 +47,14 @@ def generator_outputs_nan(model):
     finally:
         for w, value in zip(image_conv, kept):
             w.assign(value)
+
+
+def run_main(main, args, capsys):
+    """(exit code, stdout, stderr) of a command's main(ARGS), run in this process."""
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exit_info:
+        code = exit_info.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

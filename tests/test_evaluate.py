@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import generator_outputs_nan, save_run
+from conftest import generator_outputs_nan, run_main, save_run
 from cocosnet_tf import evaluate, inception, runs
 from cocosnet_tf.config import ConfigError, load_config
 from cocosnet_tf.data.geometry import pixel_grid
@@ -66,13 +66,7 @@ def no_inception_weights(tmp_path, monkeypatch):
 
 def evaluate_main(args, capsys):
     """(exit code, stdout, stderr) of python -m cocosnet_tf.evaluate ARGS."""
-    try:
-        evaluate.main([str(a) for a in args])
-        code = 0
-    except SystemExit as exit_info:
-        code = exit_info.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_main(evaluate.main, args, capsys)
 
 
 # ----------------------------------------------------------------------------- the command on a trained run

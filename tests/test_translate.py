@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import generator_outputs_nan, save_run
+from conftest import generator_outputs_nan, run_main, save_run
 from cocosnet_tf import translate
 from cocosnet_tf.config import load_config
 from cocosnet_tf.data.synthetic import make_pair
@@ -94,13 +94,7 @@ def assert_same_picture(got, want):
 
 def translate_main(args, capsys):
     """(exit code, stdout, stderr) of python -m cocosnet_tf.translate ARGS."""
-    try:
-        translate.main([str(a) for a in args])
-        code = 0
-    except SystemExit as exit_info:
-        code = exit_info.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_main(translate.main, args, capsys)
 
 
 def files_under(folder):
