@@ -1,0 +1,116 @@
+"""The exported inference graph: the two signatures, built from a restored CoCosNet.
+
+`serving_default` (float tensors, any batch, any size the network takes):
+    label           float32 [B, H, W, C]  the semantic map, values in [0, 1]
+    exemplar        float32 [B, H, W, 3]  the exemplar photo in [-1, 1]
+    exemplar_label  float32 [B, H, W, C]  the exemplar's semantic map
+  -> image          float32 [B, H, W, 3]  in [-1, 1]
+     warp0 ...      float32 [B, H/2^(3-l), W/2^(3-l), 3]  the exemplar warped at each
+                    correspondence level, coarsest first
+H and W must be multiples of 32 (the generator starts at 1/32 size), at least 64.
+
+`translate_encoded` (for REST clients; label-map and edge-map runs only), batch of strings:
+    label, exemplar_label  PNG of class ids (label maps: one channel, the dataset's ids,
+                           data.segmentation.label_offset and dontcare_id applied) or an
+                           edge map (edges runs: white edges on black)
+    exemplar               PNG or JPEG photo
+  -> image                 PNG of the output, at the export size (data.crop_size); every
+                           input is resized to it (ids by nearest neighbour, photos bicubic).
+
+The graph is CoCosNet.call in inference mode: no discriminator, no losses, propagation
+always horizontal first. Inputs are positional in the same order everywhere.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from cocosnet_tf.config import Config, DataConfig
+from cocosnet_tf.model import CoCosNet
+
+FLOAT_SIGNATURE = "serving_default"
+ENCODED_SIGNATURE = "translate_encoded"
+INPUTS = ("label", "exemplar", "exemplar_label")
+
+
+def output_names(levels: int) -> list[str]:
+    return ["image"] + [f"warp{level}" for level in range(levels)]
+
+
+def input_specs(semantic_nc: int) -> list[tf.TensorSpec]:
+    channels = {"label": semantic_nc, "exemplar": 3, "exemplar_label": semantic_nc}
+    return [tf.TensorSpec([None, None, None, channels[name]], tf.float32, name=name) for name in INPUTS]
+
+
+def float_function(model: CoCosNet) -> tf.types.experimental.PolymorphicFunction:
+    """The network as a tf.function over the float signature (dynamic batch and size)."""
+
+    @tf.function(input_signature=input_specs(model.semantic_nc))
+    def translate(label, exemplar, exemplar_label):
+        out = model(label, exemplar, exemplar_label, training=False)
+        return dict(zip(output_names(len(out["warps"])), [out["image"], *out["warps"]]))
+
+    return translate
+
+
+def encoded_reason(data: DataConfig) -> str:
+    """Why a run cannot have the encoded signature ('' when it can)."""
+    if data.dataset == "deepfashion":
+        return "pose maps (20 channels) are not images; use the float signature"
+    if data.use_instance:
+        return "the instance-boundary channel needs instance maps; use the float signature"
+    return ""
+
+
+def _semantic(encoded: tf.Tensor, data: DataConfig) -> tf.Tensor:
+    """One PNG -> float32 [h, w, C] at the export size."""
+    h, w = data.crop_size
+    ids = tf.io.decode_image(encoded, channels=1, expand_animations=False)
+    ids = _resized(ids, [h, w], "nearest")[..., 0]
+    if data.dataset == "edges":
+        return tf.cast(ids > 127, tf.float32)[..., None]
+    ids = tf.cast(ids, tf.int32)
+    seg = data.segmentation
+    offset, dontcare = (seg.label_offset, seg.dontcare_id) if data.dataset == "segmentation" else (0, None)
+    ids += offset
+    is_dontcare = tf.equal(ids, dontcare) if dontcare is not None else tf.zeros_like(ids, tf.bool)
+    valid = tf.logical_or(is_dontcare, tf.logical_and(ids >= 0, ids < data.label_nc))
+    check = tf.debugging.assert_equal(tf.reduce_all(valid), True,
+                                      message=f"label ids must be within 0..{data.label_nc - 1}"
+                                              + (f" or the don't-care id {dontcare}" if dontcare is not None else ""))
+    with tf.control_dependencies([check]):
+        onehot = tf.one_hot(tf.where(is_dontcare, -1, ids), data.label_nc)
+    if data.contain_dontcare_label:
+        onehot = tf.concat([onehot, tf.cast(is_dontcare, tf.float32)[..., None]], -1)
+    return onehot
+
+
+def _photo(encoded: tf.Tensor, data: DataConfig) -> tf.Tensor:
+    h, w = data.crop_size
+    rgb = tf.cast(tf.io.decode_image(encoded, channels=3, expand_animations=False), tf.float32)
+    return tf.clip_by_value(_resized(rgb, [h, w], "bicubic"), 0.0, 255.0) / 127.5 - 1.0
+
+
+def _resized(image: tf.Tensor, size: list[int], method: str) -> tf.Tensor:
+    """Resized unless it already has `size` (then exactly itself: a resampled exemplar,
+    even at its own size, would differ by rounding, which PatchMatch can amplify)."""
+    same = tf.reduce_all(tf.equal(tf.shape(image)[:2], size))
+    return tf.cond(same, lambda: image,
+                   lambda: tf.image.resize(image, size, method=method, antialias=method == "bicubic"))
+
+
+def encoded_function(translate, config: Config):
+    """The encoded-image signature over `translate` (the float function)."""
+    data = config.data
+    strings = tf.TensorSpec([None], tf.string)
+
+    @tf.function(input_signature=[strings, strings, strings])
+    def translate_encoded(label, exemplar, exemplar_label):
+        def each(fn, batch):
+            return tf.map_fn(lambda x: fn(x, data), batch, fn_output_signature=tf.float32)
+
+        out = translate(each(_semantic, label), each(_photo, exemplar), each(_semantic, exemplar_label))
+        pixels = tf.cast(tf.round(tf.clip_by_value((out["image"] + 1.0) * 127.5, 0.0, 255.0)), tf.uint8)
+        return {"image": tf.map_fn(tf.io.encode_png, pixels, fn_output_signature=tf.string)}
+
+    return translate_encoded

@@ -1,0 +1,80 @@
+"""ONNX export through tf2onnx: the float signature's graph, checked, verified with ONNX Runtime.
+
+PatchMatch's chunked evaluation (model.inference_chunk > 0) is a tf.map_fn, which
+tf2onnx turns into an ONNX Loop; ONNX Runtime runs it, so the export keeps the run's
+chunk and with it the bounded memory at large sizes (a dynamic-size graph cannot know
+that a chunk covers the whole level, so the Loop is always there). Execution providers
+without Loop support can take an export made with --set model.inference_chunk=0.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+import tensorflow as tf
+import tf2onnx
+
+from cocosnet_tf.config import Config, ConfigError
+from cocosnet_tf.model import CoCosNet
+from export import verify
+from export.graph import float_function, input_specs
+
+MAX_OPSET = max(tf2onnx.constants.OPSET_TO_IR_VERSION)  # the highest opset this tf2onnx writes
+MIN_OPSET = 13  # Softmax over the last axis only and TopK with a dynamic K input need 13
+MODEL_FILE, FLOAT16_FILE = "model.onnx", "model_fp16.onnx"
+
+
+def convert(model: CoCosNet, opset: int) -> tuple[onnx.ModelProto, int, list[str]]:
+    """(model, opset used, notes): `opset`, or the highest below it that converts and passes
+    onnx.checker."""
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ConfigError(f"--opset {opset}: tf2onnx {tf2onnx.__version__} writes opsets {MIN_OPSET}..{MAX_OPSET}")
+    translate = float_function(model)
+    notes = []
+    # tf2onnx otherwise deep-copies the whole graph (weights included) before each of its
+    # optimiser passes, to undo a pass that raises: a third of the conversion time here
+    os.environ.setdefault(tf2onnx.constants.ENV_TF2ONNX_CATCH_ERRORS, "FALSE")
+    for candidate in range(opset, MIN_OPSET - 1, -1):
+        try:
+            proto, _ = tf2onnx.convert.from_function(translate, input_signature=input_specs(model.semantic_nc),
+                                                     opset=candidate)
+            onnx.checker.check_model(proto)
+            return proto, candidate, notes
+        except Exception as err:  # tf2onnx raises many kinds; each is reported, then a lower opset is tried
+            notes.append(f"opset {candidate}: {type(err).__name__}: {str(err).strip().splitlines()[0][:200]}")
+    raise verify.VerificationError("no opset converts: " + " | ".join(notes), 0)
+
+
+def to_float16(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The generator in float16, the correspondence in float32 (positions up to ~1000 pixels
+    have no sub-pixel resolution in float16, as in mixed-precision training); inputs and
+    outputs stay float32."""
+    from onnxconverter_common import float16  # only this option needs it
+
+    keep = [node.name for node in proto.graph.node if "/generator" not in node.name]
+    return float16.convert_float_to_float16(proto, keep_io_types=True, node_block_list=keep)
+
+
+def session(path_or_bytes, providers: list[str] | None = None):
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(path_or_bytes, providers=providers or ["CPUExecutionProvider"])
+
+
+def check(model: CoCosNet, config: Config, proto: onnx.ModelProto, tolerance: float, label: str) -> list[str]:
+    """Run `proto` in ONNX Runtime on the sample cases and compare with the model."""
+    translate = float_function(model)
+    runner = session(proto.SerializeToString())
+    names = [o.name for o in runner.get_outputs()]
+    lines = []
+    for case in verify.cases(config):
+        reference = {k: v.numpy() for k, v in translate(**case.inputs).items()}
+        got = dict(zip(names, runner.run(None, case.inputs)))
+        result = verify.compare(reference, {k: got.get(k, np.zeros(0)) for k in reference}, case.uniform, tolerance,
+                                strict_all=False)
+        lines.append(f"{label} {case.name}: " + "; ".join(result.lines))
+        if result.failed:
+            raise verify.VerificationError(lines[-1], tolerance)
+    return lines
