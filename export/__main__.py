@@ -52,12 +52,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
 
     def body() -> None:
-        # TensorFlow's INFO lines while saving (renamed captures, assets) are noise here
-        for name in ("absl", "tensorflow"):
+        # INFO lines of TensorFlow (renamed captures, assets) and tf2onnx (every folded node) are noise here
+        for name in ("absl", "tensorflow", "tf2onnx"):
             logging.getLogger(name).setLevel(logging.WARNING)
         config = load_run_config(args.run, args.overrides)
         x = config.export
-        path = layout.version_dir(args.out, args.name or x.model_name, args.version or x.version)
+        version = x.version if args.version is None else args.version
+        path = layout.version_dir(args.out, args.name or x.model_name, version)
+        opset = x.onnx_opset if getattr(args, "opset", None) is None else args.opset
+        if args.format == "onnx":
+            from export import to_onnx
+
+            to_onnx.check_opset(opset)
         checkpoint = find_checkpoint(args.run, args.checkpoint)
         model = load_model(config, checkpoint)
         start = time.perf_counter()
@@ -68,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
                 savedmodel.write(model, config, staged)
                 lines = savedmodel.check(model, config, staged, x.tolerance)
             else:
-                lines = write_onnx(model, config, staged, args.opset or x.onnx_opset, args.float16)
+                lines = write_onnx(model, config, staged, opset, args.float16)
             layout.save_config(staged, config)
             for line in lines:
                 print(f"verified {line}", flush=True)
@@ -84,11 +90,11 @@ def write_onnx(model, config, staged: str, opset: int, float16: bool) -> list[st
     lines = [f"conversion: {note}" for note in notes]
     lines.append(f"opset {used}: passes onnx.checker")
     lines += to_onnx.check(model, config, proto, config.export.tolerance, "model.onnx")
-    to_onnx.onnx.save(proto, os.path.join(staged, to_onnx.MODEL_FILE))
+    to_onnx.onnx.save(proto, os.path.join(staged, layout.MODEL_FILE))
     if float16:
         half = to_onnx.to_float16(proto)
         lines += to_onnx.check(model, config, half, config.export.fp16_tolerance, "model_fp16.onnx")
-        to_onnx.onnx.save(half, os.path.join(staged, to_onnx.FLOAT16_FILE))
+        to_onnx.onnx.save(half, os.path.join(staged, layout.FLOAT16_FILE))
     return lines
 
 

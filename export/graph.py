@@ -14,7 +14,7 @@ H and W must be multiples of 32 (the generator starts at 1/32 size), at least 64
                            data.segmentation.label_offset and dontcare_id applied) or an
                            edge map (edges runs: white edges on black)
     exemplar               PNG or JPEG photo
-  -> image                 PNG of the output, at the export size (data.crop_size); every
+  -> image_bytes           PNG of the output, at the export size (data.crop_size); every
                            input is resized to it (ids by nearest neighbour, photos bicubic).
 
 The graph is CoCosNet.call in inference mode: no discriminator, no losses, propagation
@@ -28,8 +28,6 @@ import tensorflow as tf
 from cocosnet_tf.config import Config, DataConfig
 from cocosnet_tf.model import CoCosNet
 
-FLOAT_SIGNATURE = "serving_default"
-ENCODED_SIGNATURE = "translate_encoded"
 INPUTS = ("label", "exemplar", "exemplar_label")
 
 
@@ -111,6 +109,7 @@ def encoded_function(translate, config: Config):
 
         out = translate(each(_semantic, label), each(_photo, exemplar), each(_semantic, exemplar_label))
         pixels = tf.cast(tf.round(tf.clip_by_value((out["image"] + 1.0) * 127.5, 0.0, 255.0)), tf.uint8)
-        return {"image": tf.map_fn(tf.io.encode_png, pixels, fn_output_signature=tf.string)}
+        # TF-Serving's REST API base64-encodes outputs whose name ends in _bytes
+        return {"image_bytes": tf.map_fn(tf.io.encode_png, pixels, fn_output_signature=tf.string)}
 
     return translate_encoded

@@ -12,6 +12,8 @@ from cocosnet_tf.config import Config, ConfigError
 from cocosnet_tf.fileio import DataError
 
 CONFIG_FILE = os.path.join("assets.extra", "config.yaml")  # TF-Serving ignores assets.extra
+MODEL_FILE, FLOAT16_FILE = "model.onnx", "model_fp16.onnx"  # ONNX exports
+FLOAT_SIGNATURE, ENCODED_SIGNATURE = "serving_default", "translate_encoded"  # SavedModel signatures
 
 
 def version_dir(base: str, name: str, version: int) -> str:
@@ -31,6 +33,7 @@ def staged_version(path: str) -> Iterator[str]:
     """A hidden folder beside `path` to write the version into; it becomes `path` only when
     the block ends without an error (one rename), else it is removed."""
     parent = os.path.dirname(path)
+    created = [d for d in (os.path.dirname(parent), parent) if not os.path.isdir(d)]
     try:
         os.makedirs(parent, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
@@ -43,8 +46,14 @@ def staged_version(path: str) -> Iterator[str]:
         if os.path.exists(path):  # made by someone else meanwhile
             raise ConfigError(f"{path} appeared while exporting; nothing was written")
         os.rename(staged, path)
+        created = []
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in reversed(created):  # folders made only for a version that failed
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
 
 
 def save_config(version: str, config: Config) -> None:

@@ -12,7 +12,8 @@ from cocosnet_tf.config import Config
 from cocosnet_tf.model import CoCosNet
 from cocosnet_tf.visualize import to_uint8
 from export import verify
-from export.graph import ENCODED_SIGNATURE, FLOAT_SIGNATURE, encoded_function, encoded_reason, float_function
+from export.graph import encoded_function, encoded_reason, float_function
+from export.layout import ENCODED_SIGNATURE, FLOAT_SIGNATURE
 
 
 def write(model: CoCosNet, config: Config, path: str) -> None:
@@ -43,7 +44,7 @@ def check(model: CoCosNet, config: Config, path: str, tolerance: float) -> list[
             raise verify.VerificationError(lines[-1], tolerance)
     if ENCODED_SIGNATURE in loaded.signatures:
         pngs, inputs = verify.encoded_inputs(config)
-        out = loaded.signatures[ENCODED_SIGNATURE](**{k: tf.constant(v) for k, v in pngs.items()})["image"]
+        out = loaded.signatures[ENCODED_SIGNATURE](**{k: tf.constant(v) for k, v in pngs.items()})["image_bytes"]
         got = np.asarray(Image.open(io.BytesIO(out.numpy()[0])))
         expected = to_uint8(translate(**inputs)["image"].numpy()[0])
         levels = int(np.abs(got.astype(int) - expected).max())

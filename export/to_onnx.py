@@ -13,7 +13,6 @@ import os
 
 import numpy as np
 import onnx
-import tensorflow as tf
 import tf2onnx
 
 from cocosnet_tf.config import Config, ConfigError
@@ -23,14 +22,17 @@ from export.graph import float_function, input_specs
 
 MAX_OPSET = max(tf2onnx.constants.OPSET_TO_IR_VERSION)  # the highest opset this tf2onnx writes
 MIN_OPSET = 13  # Softmax over the last axis only and TopK with a dynamic K input need 13
-MODEL_FILE, FLOAT16_FILE = "model.onnx", "model_fp16.onnx"
+
+
+def check_opset(opset: int) -> None:
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ConfigError(f"--opset {opset}: tf2onnx {tf2onnx.__version__} writes opsets {MIN_OPSET}..{MAX_OPSET}")
 
 
 def convert(model: CoCosNet, opset: int) -> tuple[onnx.ModelProto, int, list[str]]:
     """(model, opset used, notes): `opset`, or the highest below it that converts and passes
     onnx.checker."""
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ConfigError(f"--opset {opset}: tf2onnx {tf2onnx.__version__} writes opsets {MIN_OPSET}..{MAX_OPSET}")
+    check_opset(opset)
     translate = float_function(model)
     notes = []
     # tf2onnx otherwise deep-copies the whole graph (weights included) before each of its

@@ -1,4 +1,5 @@
 import contextlib
+import io
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -58,3 +59,36 @@ def run_main(main, args, capsys):
         code = exit_info.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+# The smallest network the export and serving tests run: 64 x 64, widths 8, two
+# correspondence levels, one PatchMatch iteration, and a chunk that splits the finer
+# level into 4 (so the exported graph has PatchMatch's chunk loop).
+TINY_EXPORT = ["data.crop_size=[64,64]", "model.nef=8", "model.ngf=8", "model.ndf=8", "model.corr_levels=2",
+               "model.patchmatch_iterations=1", "model.inference_chunk=256", "losses.vgg=0", "losses.perceptual=0",
+               "losses.contextual=0"]
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(tmp_path_factory):
+    """A tiny run exported once per session with the commands themselves: SavedModel in
+    ROOT/savedmodel/cocosnet/1, ONNX in ROOT/onnx/cocosnet/1; also what they printed."""
+    from types import SimpleNamespace
+
+    from export.__main__ import main as export_main
+
+    root = tmp_path_factory.mktemp("exports")
+    config = load_config(None, TINY_EXPORT)
+    save_run(config, root / "run")
+    printed = {}
+    for kind in ("savedmodel", "onnx"):
+        capture = io.StringIO()
+        with contextlib.redirect_stdout(capture):
+            try:
+                export_main([kind, "--run", str(root / "run"), "--out", str(root / kind)])
+            except SystemExit as exit_info:
+                raise AssertionError(f"python -m export {kind} failed: exit {exit_info.code}") from None
+        printed[kind] = capture.getvalue()
+    return SimpleNamespace(root=root, run=root / "run", config=config, printed=printed,
+                           savedmodel=root / "savedmodel" / "cocosnet" / "1", onnx=root / "onnx" / "cocosnet" / "1")
+

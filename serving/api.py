@@ -1,0 +1,170 @@
+"""TF-Serving's REST API for this model: request parsing, validation and response bodies.
+
+Predict requests are `{"signature_name": ..., "instances": [...]}` (row format: one object
+per sample, or bare values when the signature has one input) or `{"inputs": {...}}`
+(columnar: one batched value per input). Binary values are `{"b64": "..."}`; binary
+outputs (names ending in _bytes) are returned that way, as TF-Serving does.
+Every check failure is a RequestError whose message names the field.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import numpy as np
+
+from serving.backends import Signature, Spec
+
+MIN_SIDE, SIDE_MULTIPLE = 64, 32  # the network's sizes (cocosnet_tf.config)
+
+
+class RequestError(ValueError):
+    """A malformed or out-of-limits request (HTTP 400)."""
+
+
+def _array(name: str, value, spec: Spec, batched: bool) -> np.ndarray:
+    """One input as an array of the spec's dtype and rank (`batched`: with the batch axis)."""
+    if spec.dtype == "object":
+        items = value if batched else [value]
+        if not isinstance(items, list):
+            raise RequestError(f"{name}: expected a list of {{\"b64\": ...}} values")
+        return np.array([_binary(f"{name}[{i}]" if batched else name, v) for i, v in enumerate(items)], dtype=object)
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise RequestError(f"{name}: expected a nested list of numbers of shape {_shape_text(spec, batched)}") from None
+    rank = len(spec.shape) - (0 if batched else 1)
+    if array.ndim != rank:
+        raise RequestError(f"{name}: shape {list(array.shape)} (ragged or of rank {array.ndim}); expected "
+                           f"{_shape_text(spec, batched)}")
+    dims = spec.shape if batched else spec.shape[1:]
+    for axis, (got, want) in enumerate(zip(array.shape, dims)):
+        if want != -1 and got != want:
+            raise RequestError(f"{name}: shape {list(array.shape)}; axis {axis} must be {want} "
+                               f"(expected {_shape_text(spec, batched)})")
+    if not np.isfinite(array).all():
+        raise RequestError(f"{name}: values must be finite")
+    return array.astype(spec.dtype)
+
+
+def _binary(name: str, value) -> bytes:
+    if not (isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str)):
+        raise RequestError(f"{name}: binary values are {{\"b64\": \"<base64>\"}}")
+    try:
+        return base64.b64decode(value["b64"], validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError(f"{name}: not valid base64") from None
+
+
+def _shape_text(spec: Spec, batched: bool) -> str:
+    dims = ["B" if i == 0 else "H" if i == 1 else "W" if i == 2 else str(d) if d != -1 else "?"
+            for i, d in enumerate(spec.shape)]
+    return "[" + ", ".join(dims if batched else dims[1:]) + "]"
+
+
+def parse_predict(body, signatures: dict[str, Signature], default: str, max_batch: int) -> tuple[str, dict, bool]:
+    """(signature name, input arrays, row format?) of a predict request body (parsed JSON)."""
+    if not isinstance(body, dict):
+        raise RequestError("request body: expected a JSON object with \"instances\" or \"inputs\"")
+    unknown = set(body) - {"signature_name", "instances", "inputs"}
+    if unknown:
+        raise RequestError(f"{sorted(unknown)[0]}: unknown field; expected signature_name and instances or inputs")
+    name = body.get("signature_name") or default
+    if name not in signatures:
+        raise RequestError(f"signature_name: {name!r} is not a signature of this model (has {sorted(signatures)})")
+    specs = signatures[name][0]
+    if ("instances" in body) == ("inputs" in body):
+        raise RequestError("instances/inputs: give exactly one of them")
+    row = "instances" in body
+    if row:
+        instances = body["instances"]
+        if not isinstance(instances, list) or not instances:
+            raise RequestError("instances: expected a non-empty list")
+        if len(instances) > max_batch:
+            raise RequestError(f"instances: {len(instances)} samples; the limit is {max_batch} per request")
+        arrays = {}
+        for key, spec in specs.items():
+            rows = []
+            for i, instance in enumerate(instances):
+                if not isinstance(instance, dict):
+                    raise RequestError(f"instances[{i}]: expected an object with {sorted(specs)}")
+                if key not in instance:
+                    raise RequestError(f"instances[{i}].{key}: missing")
+                rows.append(_array(f"instances[{i}].{key}", instance[key], spec, batched=False))
+            if spec.dtype != "object" and len({r.shape for r in rows}) > 1:
+                raise RequestError(f"instances[*].{key}: samples of different shapes cannot form one batch")
+            arrays[key] = np.stack(rows) if spec.dtype != "object" else np.concatenate(rows)
+        extra = {k for instance in instances for k in instance} - set(specs)
+    else:
+        inputs = body["inputs"]
+        if not isinstance(inputs, dict):
+            raise RequestError(f"inputs: expected an object with {sorted(specs)}")
+        missing = [k for k in specs if k not in inputs]
+        if missing:
+            raise RequestError(f"inputs.{missing[0]}: missing")
+        arrays = {k: _array(f"inputs.{k}", inputs[k], spec, batched=True) for k, spec in specs.items()}
+        extra = set(inputs) - set(specs)
+    if extra:
+        raise RequestError(f"{'instances' if row else 'inputs'}.{sorted(extra)[0]}: not an input of {name} "
+                           f"(inputs: {sorted(specs)})")
+    _check_batch(arrays, specs, max_batch)
+    return name, arrays, row
+
+
+def _check_batch(arrays: dict[str, np.ndarray], specs: dict[str, Spec], max_batch: int) -> None:
+    """One batch size and image size over the inputs, sizes the network takes, value ranges."""
+    batches = {k: len(a) for k, a in arrays.items()}
+    if len(set(batches.values())) > 1:
+        raise RequestError(f"inputs: batch sizes differ {batches}")
+    batch = next(iter(batches.values()))
+    if not 1 <= batch <= max_batch:
+        raise RequestError(f"inputs: batch of {batch}; allowed 1..{max_batch}")
+    floats = {k: a for k, a in arrays.items() if specs[k].dtype != "object"}
+    sizes = {k: a.shape[1:3] for k, a in floats.items()}
+    if len(set(sizes.values())) > 1:
+        raise RequestError(f"inputs: images of different sizes {({k: list(v) for k, v in sizes.items()})}")
+    for key, array in floats.items():
+        h, w = array.shape[1:3]
+        if min(h, w) < MIN_SIDE or h % SIDE_MULTIPLE or w % SIDE_MULTIPLE:
+            raise RequestError(f"{key}: size {h}x{w}; height and width must be multiples of {SIDE_MULTIPLE}, "
+                               f"at least {MIN_SIDE}")
+        low, high = (-1.0, 1.0) if key == "exemplar" else (0.0, 1.0)
+        if array.min() < low or array.max() > high:
+            raise RequestError(f"{key}: values in [{array.min():g}, {array.max():g}]; expected [{low:g}, {high:g}]"
+                               + (" (the photo scaled to [-1, 1])" if key == "exemplar" else ""))
+
+
+def predict_response(outputs: dict[str, np.ndarray], row: bool) -> dict:
+    """TF-Serving's answer: {"predictions": [per sample]} or {"outputs": {name: batch}}."""
+    def jsonable(name, value):
+        if name.endswith("_bytes"):
+            return [{"b64": base64.b64encode(v).decode("ascii")} for v in value]
+        return value.tolist()
+
+    columns = {k: jsonable(k, v) for k, v in outputs.items()}
+    if not row:
+        return {"outputs": columns}
+    batch = len(next(iter(columns.values())))
+    return {"predictions": [{k: v[i] for k, v in columns.items()} for i in range(batch)]}
+
+
+def metadata(name: str, version: str, signatures: dict[str, Signature]) -> dict:
+    """GET /v1/models/NAME/metadata, shaped as TF-Serving's GetModelMetadataResponse JSON."""
+    dtypes = {"float32": "DT_FLOAT", "object": "DT_STRING"}
+
+    def tensors(specs, prefix):
+        return {k: {"dtype": dtypes.get(s.dtype, s.dtype), "name": f"{prefix}_{k}:0",
+                    "tensor_shape": {"dim": [{"size": str(d), "name": ""} for d in s.shape], "unknown_rank": False}}
+                for k, s in specs.items()}
+
+    defs = {sig: {"inputs": tensors(i, sig), "outputs": tensors(o, "StatefulPartitionedCall"),
+                  "method_name": "tensorflow/serving/predict"} for sig, (i, o) in signatures.items()}
+    return {"model_spec": {"name": name, "signature_name": "", "version": version},
+            "metadata": {"signature_def": {"signature_def": defs}}}
+
+
+def status(version: str) -> dict:
+    """GET /v1/models/NAME, as TF-Serving's GetModelStatusResponse JSON."""
+    return {"model_version_status": [{"version": version, "state": "AVAILABLE",
+                                      "status": {"error_code": "OK", "error_message": ""}}]}
