@@ -1,5 +1,4 @@
 import contextlib
-import io
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -71,24 +70,25 @@ TINY_EXPORT = ["data.crop_size=[64,64]", "model.nef=8", "model.ngf=8", "model.nd
 
 @pytest.fixture(scope="session")
 def tiny_exports(tmp_path_factory):
-    """A tiny run exported once per session with the commands themselves: SavedModel in
-    ROOT/savedmodel/cocosnet/1, ONNX in ROOT/onnx/cocosnet/1; also what they printed."""
+    """A tiny run exported once per session by the commands themselves, both at once (each
+    conversion is mostly single-threaded Python): SavedModel in ROOT/savedmodel/cocosnet/1,
+    ONNX in ROOT/onnx/cocosnet/1; also what each printed."""
+    import subprocess
+    import sys
     from types import SimpleNamespace
-
-    from export.__main__ import main as export_main
 
     root = tmp_path_factory.mktemp("exports")
     config = load_config(None, TINY_EXPORT)
     save_run(config, root / "run")
+    env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    procs = {kind: subprocess.Popen([sys.executable, "-m", "export", kind, "--run", str(root / "run"),
+                                     "--out", str(root / kind)], cwd=REPO, env=env, text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for kind in ("savedmodel", "onnx")}
     printed = {}
-    for kind in ("savedmodel", "onnx"):
-        capture = io.StringIO()
-        with contextlib.redirect_stdout(capture):
-            try:
-                export_main([kind, "--run", str(root / "run"), "--out", str(root / kind)])
-            except SystemExit as exit_info:
-                raise AssertionError(f"python -m export {kind} failed: exit {exit_info.code}") from None
-        printed[kind] = capture.getvalue()
+    for kind, proc in procs.items():
+        out, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, f"python -m export {kind} failed: {err[-3000:]}"
+        printed[kind] = out
     return SimpleNamespace(root=root, run=root / "run", config=config, printed=printed,
                            savedmodel=root / "savedmodel" / "cocosnet" / "1", onnx=root / "onnx" / "cocosnet" / "1")
-

@@ -30,15 +30,25 @@ def keras_model(tiny_exports):
     return load_model(tiny_exports.config, find_checkpoint(str(tiny_exports.run), None))
 
 
+@pytest.fixture(scope="module")
+def graph(keras_model):
+    """The Keras model as the exported graph (traced once: its shapes are dynamic)."""
+    return float_function(keras_model)
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_exports):
+    return tf.saved_model.load(str(tiny_exports.savedmodel))
+
+
 def max_diff(a, b):
     return float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max())
 
 
-def test_savedmodel_layout_and_signatures(tiny_exports):
+def test_savedmodel_layout_and_signatures(tiny_exports, loaded):
     version = tiny_exports.savedmodel
     assert sorted(os.listdir(version.parent)) == ["1"]  # no staging folder left behind
     assert (version / "saved_model.pb").is_file() and (version / "assets.extra" / "config.yaml").is_file()
-    loaded = tf.saved_model.load(str(version))
     assert sorted(loaded.signatures) == ["serving_default", "translate_encoded"]
     inputs = loaded.signatures["serving_default"].structured_input_signature[1]
     assert {k: (v.dtype, v.shape.as_list()) for k, v in inputs.items()} == {
@@ -55,9 +65,8 @@ def test_savedmodel_layout_and_signatures(tiny_exports):
     assert "verified serving_default 64x64 batch 2" in printed and "wrote " in printed
 
 
-def test_savedmodel_outputs_equal_keras(tiny_exports, keras_model):
-    serving = tf.saved_model.load(str(tiny_exports.savedmodel)).signatures["serving_default"]
-    graph = float_function(keras_model)
+def test_savedmodel_outputs_equal_keras(loaded, keras_model, graph):
+    serving = loaded.signatures["serving_default"]
     inputs = verify.sample_inputs(8, (96, 64), [False, True], seed=5)  # not the export's size
     got = serving(**{k: tf.constant(v) for k, v in inputs.items()})
     reference = graph(**inputs)
@@ -77,8 +86,8 @@ def png(array):
     return buf.getvalue()
 
 
-def test_encoded_signature_round_trip(tiny_exports, keras_model):
-    encoded = tf.saved_model.load(str(tiny_exports.savedmodel)).signatures["translate_encoded"]
+def test_encoded_signature_round_trip(loaded, graph):
+    encoded = loaded.signatures["translate_encoded"]
     rng = np.random.default_rng(1)
     ids = np.repeat(np.repeat(rng.integers(0, 8, (2, 8, 8)), 8, axis=1), 8, axis=2).astype(np.uint8)
     colour = np.full((64, 64, 3), (200, 40, 90), np.uint8)
@@ -86,7 +95,7 @@ def test_encoded_signature_round_trip(tiny_exports, keras_model):
                   exemplar_label=tf.constant([png(ids[1])]))["image_bytes"].numpy()
     picture = np.asarray(Image.open(io.BytesIO(out[0])))
     onehot = np.eye(8, dtype=np.float32)[ids]
-    expected = float_function(keras_model)(onehot[:1], colour[None].astype(np.float32) / 127.5 - 1, onehot[1:])
+    expected = graph(onehot[:1], colour[None].astype(np.float32) / 127.5 - 1, onehot[1:])
     assert picture.shape == (64, 64, 3) and picture.dtype == np.uint8
     assert np.abs(picture.astype(int) - to_uint8(expected["image"].numpy()[0])).max() <= 1
     # other sizes are resized to the export's; an id beyond label_nc is refused
@@ -99,7 +108,7 @@ def test_encoded_signature_round_trip(tiny_exports, keras_model):
                 exemplar_label=tf.constant([png(ids[1])]))
 
 
-def test_onnx_matches_tensorflow_at_two_sizes_and_batches(tiny_exports, keras_model):
+def test_onnx_matches_tensorflow_at_two_sizes_and_batches(tiny_exports, graph):
     path = tiny_exports.onnx / layout.MODEL_FILE
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)
@@ -108,7 +117,6 @@ def test_onnx_matches_tensorflow_at_two_sizes_and_batches(tiny_exports, keras_mo
     runner = session(str(path))
     assert [i.name for i in runner.get_inputs()] == ["label", "exemplar", "exemplar_label"]
     assert all(not isinstance(i.shape[0], int) for i in runner.get_inputs())  # dynamic batch
-    graph = float_function(keras_model)
     names = [o.name for o in runner.get_outputs()]
     assert names == ["image", "warp0", "warp1"]
     for size in ((64, 64), (96, 128)):
@@ -120,8 +128,9 @@ def test_onnx_matches_tensorflow_at_two_sizes_and_batches(tiny_exports, keras_mo
             for name in names:
                 assert got[name].shape == tuple(reference[name].shape), (size, batch, name)
                 assert max_diff(got[name], reference[name]) <= TOLERANCE, (size, batch, name)
+            # the dense level on a real exemplar: within tolerance / temperature (export/verify.py)
             textured = verify.sample_inputs(8, size, [False] * batch, seed=10 + batch)
-            assert max_diff(runner.run(["warp0"], textured)[0], graph(**textured)["warp0"]) <= TOLERANCE
+            assert max_diff(runner.run(["warp0"], textured)[0], graph(**textured)["warp0"]) <= TOLERANCE / 0.01
     assert "verified model.onnx 64x64 batch 2" in tiny_exports.printed["onnx"]
 
 
@@ -129,12 +138,16 @@ def test_verification_compares_what_must_match():
     reference = {"image": np.zeros((2, 4, 4, 3)), "warp0": np.zeros((2, 1, 1, 3))}
     off = {"image": np.full((2, 4, 4, 3), 0.5), "warp0": np.zeros((2, 1, 1, 3))}
     off["image"][1] = 2e-4  # the uniform sample is beyond the tolerance
-    result = verify.compare(reference, off, [False, True], TOLERANCE, strict_all=False)
-    assert result.failed and result.worst == pytest.approx(2e-4)
+    result = verify.compare(reference, off, [False, True], TOLERANCE, strict_all=False, temperature=0.01)
+    assert result.failed and result.worst == pytest.approx(2.0)  # in tolerances
     off["image"][1] = 0
-    result = verify.compare(reference, off, [False, True], TOLERANCE, strict_all=False)
+    result = verify.compare(reference, off, [False, True], TOLERANCE, strict_all=False, temperature=0.01)
     assert not result.failed and "100.0% beyond" in result.lines[0]  # the textured one is reported only
     assert verify.compare(reference, off, [False, True], TOLERANCE, strict_all=True).failed
+    off["warp0"][0] = 5e-3  # textured warp0: held to tolerance / temperature = 1e-2
+    assert not verify.compare(reference, off, [False, True], TOLERANCE, strict_all=False, temperature=0.01).failed
+    off["warp0"][0] = 2e-2
+    assert verify.compare(reference, off, [False, True], TOLERANCE, strict_all=False, temperature=0.01).failed
 
 
 def test_staged_version_leaves_nothing_on_failure(tmp_path):
@@ -143,7 +156,7 @@ def test_staged_version_leaves_nothing_on_failure(tmp_path):
         with layout.staged_version(path) as staged:
             (open(os.path.join(staged, "saved_model.pb"), "w")).close()
             raise RuntimeError("verification failed")
-    assert os.listdir(tmp_path / "m") == []
+    assert os.listdir(tmp_path) == []  # neither the version nor the folders made for it
 
 
 def test_bad_input_is_one_error_line(tiny_exports, tmp_path, capsys):
