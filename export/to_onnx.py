@@ -95,7 +95,8 @@ def check(model: CoCosNet, config: Config, proto: onnx.ModelProto, tolerance: fl
         reference = {k: v.numpy() for k, v in translate(**case.inputs).items()}
         got = dict(zip(names, runner.run(None, case.inputs)))
         result = verify.compare(reference, {k: got.get(k, np.zeros(0)) for k in reference}, case.uniform, tolerance,
-                                strict_all=False, temperature=config.model.temperature)
+                                strict_all=False,
+                                warp0_limit=config.export.tolerance / config.model.temperature)
         lines.append(f"{label} {case.name}: " + "; ".join(result.lines))
         if result.failed:
             raise verify.VerificationError(lines[-1], tolerance)

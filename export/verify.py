@@ -98,10 +98,11 @@ class Comparison:
 
 
 def compare(reference: dict, got: dict, uniform: list[bool], tolerance: float, strict_all: bool,
-            temperature: float = 1.0) -> Comparison:
+            warp0_limit: float = 0.0) -> Comparison:
     """Per output: max |difference| over the samples where it must match (all of them with
-    `strict_all`), and, for the others, max and share beyond the tolerance (reported).
-    `worst` is in units of each value's own tolerance (textured warp0: tolerance / temperature)."""
+    `strict_all`), and, for the others, max and share beyond the tolerance (reported);
+    textured samples' warp0 is held to `warp0_limit` (float32 tolerance / temperature).
+    `worst` is in units of each value's own limit."""
     lines, worst = [], 0.0
     for name, ref in reference.items():
         ref = np.asarray(ref, np.float64)
@@ -112,13 +113,13 @@ def compare(reference: dict, got: dict, uniform: list[bool], tolerance: float, s
         if not np.isfinite(out).all():
             return Comparison([f"{name}: non-finite values"], float("inf"), True)
         exact = np.array([strict_all or flat for flat in uniform])
-        scaled = not strict_all and name in STRICT_TEXTURED  # textured samples held to tolerance / temperature
+        scaled = not strict_all and name in STRICT_TEXTURED  # textured samples held to warp0_limit
         checked, textured = diff[exact], diff[~exact]
         line = f"{name}: max |diff| {checked.max():.3g}" if checked.size else f"{name}:"
         worst = max(worst, float(checked.max()) / tolerance if checked.size else 0.0)
         if scaled and textured.size:
-            line += f"; textured max {textured.max():.3g} (limit {tolerance / temperature:g})"
-            worst = max(worst, float(textured.max()) * temperature / tolerance)
+            line += f"; textured max {textured.max():.3g} (limit {warp0_limit:g})"
+            worst = max(worst, float(textured.max()) / warp0_limit)
             textured = textured[:0]
         loose = textured
         if loose.size:
