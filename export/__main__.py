@@ -27,6 +27,7 @@ import time
 from cocosnet_tf.cli import add_run_arguments, add_set_argument, run
 from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
 from export import layout
+from export.graph import float_function
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -66,15 +67,16 @@ def main(argv: list[str] | None = None) -> None:
             to_onnx.check_opset(opset)
         checkpoint = find_checkpoint(args.run, args.checkpoint)
         model = load_model(config, checkpoint)
+        translate = float_function(model)  # traced once, for the export and its checks
         start = time.perf_counter()
         with layout.staged_version(path) as staged:
             if args.format == "savedmodel":
                 from export import savedmodel
 
-                savedmodel.write(model, config, staged)
-                lines = savedmodel.check(model, config, staged, x.tolerance)
+                savedmodel.write(model, translate, config, staged)
+                lines = savedmodel.check(translate, config, staged, x.tolerance)
             else:
-                lines = write_onnx(model, config, staged, opset, args.float16)
+                lines = write_onnx(translate, config, staged, opset, args.float16)
             layout.save_config(staged, config)
             for line in lines:
                 print(f"verified {line}", flush=True)
@@ -83,17 +85,17 @@ def main(argv: list[str] | None = None) -> None:
     run(body)
 
 
-def write_onnx(model, config, staged: str, opset: int, float16: bool) -> list[str]:
+def write_onnx(translate, config, staged: str, opset: int, float16: bool) -> list[str]:
     from export import to_onnx
 
-    proto, used, notes = to_onnx.convert(model, opset)
+    proto, used, notes = to_onnx.convert(translate, config.data.semantic_nc, opset)
     lines = [f"conversion: {note}" for note in notes]
     lines.append(f"opset {used}: passes onnx.checker")
-    lines += to_onnx.check(model, config, proto, config.export.tolerance, "model.onnx")
+    lines += to_onnx.check(translate, config, proto, config.export.tolerance, "model.onnx")
     to_onnx.onnx.save(proto, os.path.join(staged, layout.MODEL_FILE))
     if float16:
         half = to_onnx.to_float16(proto)
-        lines += to_onnx.check(model, config, half, config.export.fp16_tolerance, "model_fp16.onnx")
+        lines += to_onnx.check(translate, config, half, config.export.fp16_tolerance, "model_fp16.onnx")
         to_onnx.onnx.save(half, os.path.join(staged, layout.FLOAT16_FILE))
     return lines
 

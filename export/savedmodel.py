@@ -12,13 +12,13 @@ from cocosnet_tf.config import Config
 from cocosnet_tf.model import CoCosNet
 from cocosnet_tf.visualize import to_uint8
 from export import verify
-from export.graph import encoded_function, encoded_reason, float_function
+from export.graph import encoded_function, encoded_reason
 from export.layout import ENCODED_SIGNATURE, FLOAT_SIGNATURE
 
 
-def write(model: CoCosNet, config: Config, path: str) -> None:
-    """The inference networks' variables and the signatures as a SavedModel in `path`."""
-    translate = float_function(model)
+def write(model: CoCosNet, translate, config: Config, path: str) -> None:
+    """The inference networks' variables and the signatures (over `translate`, the float
+    function of graph.py) as a SavedModel in `path`."""
     signatures = {FLOAT_SIGNATURE: translate.get_concrete_function()}
     if not encoded_reason(config.data):
         signatures[ENCODED_SIGNATURE] = encoded_function(translate, config).get_concrete_function()
@@ -29,9 +29,8 @@ def write(model: CoCosNet, config: Config, path: str) -> None:
     tf.saved_model.save(root, path, signatures=signatures)
 
 
-def check(model: CoCosNet, config: Config, path: str, tolerance: float) -> list[str]:
-    """Reload `path` and compare every signature with the model; raises VerificationError."""
-    translate = float_function(model)
+def check(translate, config: Config, path: str, tolerance: float) -> list[str]:
+    """Reload `path` and compare every signature with `translate`; raises VerificationError."""
     loaded = tf.saved_model.load(path)
     serving = loaded.signatures[FLOAT_SIGNATURE]
     lines = []

@@ -16,9 +16,8 @@ import onnx
 import tf2onnx
 
 from cocosnet_tf.config import Config, ConfigError
-from cocosnet_tf.model import CoCosNet
 from export import verify
-from export.graph import float_function, input_specs
+from export.graph import input_specs
 
 MAX_OPSET = max(tf2onnx.constants.OPSET_TO_IR_VERSION)  # the highest opset this tf2onnx writes
 MIN_OPSET = 13  # Softmax over the last axis only and TopK with a dynamic K input need 13
@@ -29,18 +28,17 @@ def check_opset(opset: int) -> None:
         raise ConfigError(f"--opset {opset}: tf2onnx {tf2onnx.__version__} writes opsets {MIN_OPSET}..{MAX_OPSET}")
 
 
-def convert(model: CoCosNet, opset: int) -> tuple[onnx.ModelProto, int, list[str]]:
-    """(model, opset used, notes): `opset`, or the highest below it that converts and passes
-    onnx.checker."""
+def convert(translate, semantic_nc: int, opset: int) -> tuple[onnx.ModelProto, int, list[str]]:
+    """(model, opset used, notes) of `translate` (graph.float_function): `opset`, or the
+    highest below it that converts and passes onnx.checker."""
     check_opset(opset)
-    translate = float_function(model)
     notes = []
     # tf2onnx otherwise deep-copies the whole graph (weights included) before each of its
     # optimiser passes, to undo a pass that raises: a third of the conversion time here
     os.environ.setdefault(tf2onnx.constants.ENV_TF2ONNX_CATCH_ERRORS, "FALSE")
     for candidate in range(opset, MIN_OPSET - 1, -1):
         try:
-            proto, _ = tf2onnx.convert.from_function(translate, input_signature=input_specs(model.semantic_nc),
+            proto, _ = tf2onnx.convert.from_function(translate, input_signature=input_specs(semantic_nc),
                                                      opset=candidate)
             onnx.checker.check_model(proto)
             return proto, candidate, notes
@@ -85,9 +83,8 @@ def session(path_or_bytes, providers: list[str] | None = None):
     return onnxruntime.InferenceSession(path_or_bytes, providers=providers or ["CPUExecutionProvider"])
 
 
-def check(model: CoCosNet, config: Config, proto: onnx.ModelProto, tolerance: float, label: str) -> list[str]:
-    """Run `proto` in ONNX Runtime on the sample cases and compare with the model."""
-    translate = float_function(model)
+def check(translate, config: Config, proto: onnx.ModelProto, tolerance: float, label: str) -> list[str]:
+    """Run `proto` in ONNX Runtime on the sample cases and compare with `translate`."""
     runner = session(proto.SerializeToString())
     names = [o.name for o in runner.get_outputs()]
     lines = []

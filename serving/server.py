@@ -146,8 +146,12 @@ class Handler(BaseHTTPRequestHandler):
                  len(data), getattr(self, "_batch", "-"), (time.perf_counter() - self._start) * 1e3, error)
 
 
+class Server(ThreadingHTTPServer):
+    # the listen backlog only holds connections until their thread starts (admission is
+    # the queue semaphore): socketserver's 5 made bursts of clients see resets
+    request_queue_size = 128
+    daemon_threads = False  # server_close() waits for the requests in progress
+
+
 def make_server(host: str, port: int, model: Model) -> ThreadingHTTPServer:
-    handler = type("ModelHandler", (Handler,), {"model": model})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = False  # server_close() waits for requests in progress
-    return server
+    return Server((host, port), type("ModelHandler", (Handler,), {"model": model}))
