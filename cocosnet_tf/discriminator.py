@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 
 from cocosnet_tf.layers.blocks import LEAK, checkpointed, conv, spectral
+from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.norms import instance_norm
 
 KERNEL = 4
@@ -33,7 +34,7 @@ def downsample(x: tf.Tensor) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable("cocosnet")
-class PatchDiscriminator(keras.layers.Layer):
+class PatchDiscriminator(Composite, keras.layers.Layer):
     def __init__(self, ndf: int = 64, layers: int = 4, **kwargs):
         super().__init__(**kwargs)
         self.ndf, self.n_layers = ndf, layers
@@ -64,7 +65,7 @@ class PatchDiscriminator(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable("cocosnet")
-class MultiscaleDiscriminator(keras.layers.Layer):
+class MultiscaleDiscriminator(Composite, keras.layers.Layer):
     """call(concat(semantic map, image)) -> per scale, the list of intermediate outputs."""
 
     def __init__(self, ndf: int = 64, layers: int = 4, scales: int = 2, **kwargs):

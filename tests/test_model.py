@@ -7,14 +7,15 @@ from cocosnet_tf.data.pipeline import build_dataset
 from cocosnet_tf.losses import vgg
 from cocosnet_tf.model import CoCosNet
 
-TINY = ["data.crop_size=[64,64]", "model.ngf=4", "model.ndf=4", "model.nef=4", "model.corr_levels=3",
-        "model.patchmatch_iterations=2", "train.batch_size=2"]
+SIZE = 64  # the smallest crop the config allows
+TINY = [f"data.crop_size=[{SIZE},{SIZE}]", "model.ngf=4", "model.ndf=4", "model.nef=4", "model.corr_levels=3",
+        "model.patchmatch_iterations=1", "train.batch_size=2"]
 
 
 def tiny_model(*overrides, vgg_model=None):
     config = load_config("configs/demo.yaml", TINY + list(overrides))
     model = CoCosNet(config, config.data.semantic_nc)
-    model.build_all(64, 64)
+    model.build_all(SIZE, SIZE)
     model.setup_training(vgg_model)
     batch = next(iter(build_dataset(config.data, 2)))
     return model, {k: v for k, v in batch.items()}
@@ -101,5 +102,5 @@ def test_warp_self_counts_only_self_reference_pairs():
 def test_inference_outputs():
     model, batch = tiny_model()
     out = model(batch["label"], batch["exemplar"], batch["exemplar_label"])
-    assert out["image"].shape == (2, 64, 64, 3)
-    assert [w.shape[1] for w in out["warps"]] == [8, 16, 32]
+    assert out["image"].shape == (2, SIZE, SIZE, 3)
+    assert [w.shape[1] for w in out["warps"]] == [SIZE // 8, SIZE // 4, SIZE // 2]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.norms import ReflectionPad, instance_norm, positional_norm
 from cocosnet_tf.layers.spectral import SpectralConv
 
@@ -29,7 +30,7 @@ def spectral(layer: keras.layers.Conv2D, name: str | None = None) -> SpectralCon
 
 
 @keras.saving.register_keras_serializable("cocosnet")
-class ResidualBlock(keras.layers.Layer):
+class ResidualBlock(Composite, keras.layers.Layer):
     """x -> PReLU(x + IN(conv(pad(PReLU(IN(conv(pad(x)))))))), one PReLU slope shared."""
 
     def __init__(self, channels: int, **kwargs):
@@ -84,7 +85,7 @@ def resize_nearest(x: tf.Tensor, size) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable("cocosnet")
-class SPADE(keras.layers.Layer):
+class SPADE(Composite, keras.layers.Layer):
     """PONO-normalised x, modulated by (1 + gamma) and beta predicted from the semantic map."""
 
     def __init__(self, channels: int, **kwargs):
@@ -108,7 +109,7 @@ class SPADE(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable("cocosnet")
-class SPADEResnetBlock(keras.layers.Layer):
+class SPADEResnetBlock(Composite, keras.layers.Layer):
     """The official SPADE residual block: spectral-norm convs, reflection padding,
     a learned 1x1 shortcut when the channel count changes."""
 

@@ -11,12 +11,13 @@ import keras
 import tensorflow as tf
 
 from cocosnet_tf.layers.blocks import conv, instance_norm
+from cocosnet_tf.layers.composite import Composite
 
 MOTION_CHANNELS = 64
 
 
 @keras.saving.register_keras_serializable("cocosnet")
-class SepConvGRU(keras.layers.Layer):
+class SepConvGRU(Composite, keras.layers.Layer):
     """A horizontal (1x5) then a vertical (5x1) ConvGRU step."""
 
     def __init__(self, hidden: int = 32, **kwargs):
@@ -42,7 +43,7 @@ class SepConvGRU(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable("cocosnet")
-class UpdateBlock(keras.layers.Layer):
+class UpdateBlock(Composite, keras.layers.Layer):
     """Motion encoder over (scores, offsets) -> SepConvGRU -> flow head (offset deltas)."""
 
     def __init__(self, candidates: int = 16, hidden: int = 32, **kwargs):
@@ -72,7 +73,7 @@ class UpdateBlock(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable("cocosnet")
-class HiddenInit(keras.layers.Layer):
+class HiddenInit(Composite, keras.layers.Layer):
     """The GRU's initial hidden state from both feature maps: (conv3x3, IN, ReLU) x 2."""
 
     def __init__(self, hidden: int = 32, **kwargs):
