@@ -12,7 +12,8 @@ the machine down. Cases:
   no gradient), the official four levels with the model section of the config;
 - train: forward + backward, an L1 loss on every level's warp, gradients of every
   trainable variable (`training=True`: random propagation order; only the gradient-free
-  candidate evaluation is chunked);
+  candidate evaluation is chunked), with gradient checkpointing (`model.recompute`)
+  off and on (--recompute);
 - dense: the baseline, dense softmax attention at every level (what PatchMatch
   replaces), forward only, where its N x N matrices fit.
 
@@ -66,7 +67,7 @@ def run_case(case: dict) -> dict:
     label = tf.constant(np.eye(nc, dtype=np.float32)[rng.integers(0, nc, (batch, size, size))])
     exemplar_label = tf.constant(np.eye(nc, dtype=np.float32)[rng.integers(0, nc, (batch, size, size))])
     exemplar = tf.constant(rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32))
-    net = CorrespondenceNet.from_config_object(ModelConfig(), nc)
+    net = CorrespondenceNet.from_config_object(ModelConfig(recompute=case["recompute"]), nc)
     net(label[:, :16, :16], exemplar[:, :16, :16], exemplar_label[:, :16, :16])  # build the variables
 
     if case["mode"] == "forward":
@@ -108,7 +109,7 @@ def dense_fits(size: int, batch: int, limit_gb: float) -> bool:
     return 3 * batch * n * n * 4 / 2**30 < limit_gb
 
 
-COLUMNS = [("mode", "mode"), ("size", "size"), ("batch", "batch"), ("XLA", "xla"),
+COLUMNS = [("mode", "mode"), ("size", "size"), ("batch", "batch"), ("XLA", "xla"), ("recompute", "recompute"),
            ("first call (s)", "first_call_s"), ("median (s)", "median_s"), ("peak RSS (GB)", "peak_rss_gb"),
            ("status", "status")]
 
@@ -119,6 +120,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--semantic-nc", type=int, default=8)
+    parser.add_argument("--recompute", nargs="+", choices=("off", "on"), default=["off", "on"],
+                        help="gradient checkpointing in the train cases (the others have no backward pass)")
     add_common_arguments(parser, "benchmarks/results/correspondence.json", repeats=3)
     args = parser.parse_args(argv)
     if args.case:
@@ -130,15 +133,16 @@ def main(argv=None) -> int:
         for size in args.sizes:
             for batch in args.batches:
                 for xla in args.xla:
-                    case = {"mode": mode, "size": size, "batch": batch, "xla": xla == "on",
-                            "repeats": args.repeats, "semantic_nc": args.semantic_nc,
-                            "max_rss_gb": args.max_rss_gb}
-                    if mode == "dense" and not dense_fits(size, batch, args.max_rss_gb):
-                        result = {"status": f"skipped: N x N scores need > {args.max_rss_gb:g} GB"}
-                    else:
-                        result = launch(__file__, case, args.timeout)
-                    results.append({**case, **result})
-                    print(markdown_table(COLUMNS, results[-1:]).splitlines()[-1], flush=True)
+                    for recompute in args.recompute if mode == "train" else ["off"]:
+                        case = {"mode": mode, "size": size, "batch": batch, "xla": xla == "on",
+                                "recompute": recompute == "on", "repeats": args.repeats,
+                                "semantic_nc": args.semantic_nc, "max_rss_gb": args.max_rss_gb}
+                        if mode == "dense" and not dense_fits(size, batch, args.max_rss_gb):
+                            result = {"status": f"skipped: N x N scores need > {args.max_rss_gb:g} GB"}
+                        else:
+                            result = launch(__file__, case, args.timeout)
+                        results.append({**case, **result})
+                        print(markdown_table(COLUMNS, results[-1:]).splitlines()[-1], flush=True)
     write_report(args.out, results, markdown_table(COLUMNS, results))
     return 0
 

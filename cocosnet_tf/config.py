@@ -148,6 +148,9 @@ class ModelConfig:
     # its final step in inference, and chunk / 16 query rows for the dense coarsest level
     # in inference: memory grows with chunk * K, not N * 3K, nor N^2; 0: no chunks
     inference_chunk: int = 16384
+    # gradient checkpointing in training: the full-resolution blocks keep their inputs,
+    # not their activations, and run again for the backward pass (README, "Memory")
+    recompute: bool = False
 
 
 @dataclass

@@ -14,6 +14,8 @@ import tensorflow as tf
 
 from cocosnet_tf.config import SIZE_MULTIPLE as DOWNSAMPLING  # five 2x upsamplings to the image
 from cocosnet_tf.layers.blocks import LEAK, SPADEResnetBlock, conv, resize_nearest
+from cocosnet_tf.layers.composite import Composite
+from cocosnet_tf.layers.remat import rematerialized
 
 
 def upsample2(x: tf.Tensor) -> tf.Tensor:
@@ -22,10 +24,10 @@ def upsample2(x: tf.Tensor) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable("cocosnet")
-class Generator(keras.layers.Layer):
-    def __init__(self, semantic_nc: int, levels: int = 4, ngf: int = 64, **kwargs):
+class Generator(Composite, keras.layers.Layer):
+    def __init__(self, semantic_nc: int, levels: int = 4, ngf: int = 64, recompute: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.semantic_nc, self.levels, self.ngf = semantic_nc, levels, ngf
+        self.semantic_nc, self.levels, self.ngf, self.recompute = semantic_nc, levels, ngf, recompute
         nf = ngf
         self.fc = conv(8 * nf, 3, padding="same", name="fc")
         self.head_0 = SPADEResnetBlock(8 * nf, 8 * nf, name="head_0")
@@ -43,20 +45,22 @@ class Generator(keras.layers.Layer):
         size = tf.shape(label)[1:3]
         return tf.concat([resize_nearest(w, size) for w in warps] + [label], axis=-1)
 
-    def call(self, label, warps):
+    def call(self, label, warps, training=False):
         """label [B, H, W, semantic_nc], warps coarse to fine -> image [B, H, W, 3] in [-1, 1]."""
         h, w = label.shape[1], label.shape[2]
         if (h is not None and h % DOWNSAMPLING) or (w is not None and w % DOWNSAMPLING):
             raise ValueError(f"image size {h}x{w}: the generator needs multiples of {DOWNSAMPLING}")
         seg = self.conditioning(label, warps)
+        remat = lambda block: rematerialized(block, training and self.recompute)  # noqa: E731
         x = self.fc(resize_nearest(seg, tf.shape(label)[1:3] // DOWNSAMPLING))
-        x = upsample2(self.head_0(x, seg))
-        x = self.middle_1(self.middle_0(x, seg), seg)
+        x = upsample2(remat(self.head_0)(x, seg))
+        x = remat(self.middle_1)(remat(self.middle_0)(x, seg), seg)
         x = upsample2(x)
         for block in (self.up_0, self.up_1, self.up_2):
-            x = upsample2(block(x, seg))
-        x = self.up_3(x, seg)
+            x = upsample2(remat(block)(x, seg))
+        x = remat(self.up_3)(x, seg)
         return tf.tanh(self.conv_img(tf.nn.leaky_relu(x, LEAK)))
 
     def get_config(self):
-        return {**super().get_config(), "semantic_nc": self.semantic_nc, "levels": self.levels, "ngf": self.ngf}
+        return {**super().get_config(), "semantic_nc": self.semantic_nc, "levels": self.levels, "ngf": self.ngf,
+                "recompute": self.recompute}

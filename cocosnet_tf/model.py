@@ -21,6 +21,7 @@ from cocosnet_tf.config import Config
 from cocosnet_tf.correspondence.network import CorrespondenceNet
 from cocosnet_tf.discriminator import MultiscaleDiscriminator
 from cocosnet_tf.generator import Generator
+from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.spectral import power_iterations
 from cocosnet_tf.losses import adversarial, contextual, correspondence, vgg
 
@@ -40,7 +41,7 @@ class LossNetworks:
     vgg: keras.Model | None = None
 
 
-class CoCosNet(keras.Model):
+class CoCosNet(Composite, keras.Model):
     def __init__(self, config: Config, semantic_nc: int, **kwargs):
         super().__init__(**kwargs)
         self.config, self.semantic_nc = config, semantic_nc
@@ -49,7 +50,7 @@ class CoCosNet(keras.Model):
         # pixels have no sub-pixel resolution in float16
         self.correspondence = CorrespondenceNet.from_config_object(m, semantic_nc, dtype="float32",
                                                                    name="correspondence")
-        self.generator = Generator(semantic_nc, m.corr_levels, m.ngf, name="generator")
+        self.generator = Generator(semantic_nc, m.corr_levels, m.ngf, m.recompute, name="generator")
         self.discriminator = MultiscaleDiscriminator(m.ndf, m.discriminator_layers, m.num_discriminators,
                                                      name="discriminator")
         self._loss_networks = LossNetworks()
@@ -58,7 +59,7 @@ class CoCosNet(keras.Model):
     # ------------------------------------------------------------------ inference
     def call(self, label, exemplar, exemplar_label, training=False):
         out = self.correspondence(label, exemplar, exemplar_label, training=training)
-        image = tf.cast(self.generator(label, out["warps"]), tf.float32)
+        image = tf.cast(self.generator(label, out["warps"], training=training), tf.float32)
         return {"image": image, "warps": out["warps"]}
 
     def build_inference(self, height: int, width: int) -> None:
@@ -108,7 +109,7 @@ class CoCosNet(keras.Model):
         label, image, exemplar = batch["label"], batch["image"], batch["exemplar"]
         out = self.correspondence(label, exemplar, batch["exemplar_label"], image=image, training=training,
                                   step=self.g_optimizer.iterations)
-        fake = tf.cast(self.generator(label, out["warps"]), tf.float32)
+        fake = tf.cast(self.generator(label, out["warps"], training=training), tf.float32)
         losses = {}
         fake_d, real_d = self._discriminate(label, fake, image)
         losses["gan"] = w.gan * self._average(adversarial.hinge_generator([s[-1] for s in fake_d]))

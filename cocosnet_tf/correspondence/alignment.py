@@ -7,7 +7,9 @@ import keras
 import tensorflow as tf
 
 from cocosnet_tf.layers.blocks import LEAK, ResidualBlock, SPADEResnetBlock, conv, spectral
+from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.norms import instance_norm
+from cocosnet_tf.layers.remat import rematerialized
 
 
 def upsample_bilinear_aligned(x: tf.Tensor) -> tf.Tensor:
@@ -18,7 +20,7 @@ def upsample_bilinear_aligned(x: tf.Tensor) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable("cocosnet")
-class EncoderStage(keras.layers.Layer):
+class EncoderStage(Composite, keras.layers.Layer):
     """Spectral-norm conv without bias + instance norm, optionally a residual block."""
 
     def __init__(self, filters: int, stride: int, residual: bool, **kwargs):
@@ -39,13 +41,13 @@ class EncoderStage(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable("cocosnet")
-class AlignmentUNet(keras.layers.Layer):
+class AlignmentUNet(Composite, keras.layers.Layer):
     """Returns the first `levels` of [x6 (S/8, 4nef), x7 (S/4, 4nef), x8 (S/2, 2nef),
     x9 (S, nef)]; decoder blocks of unused levels are not built."""
 
-    def __init__(self, nef: int = 32, levels: int = 4, **kwargs):
+    def __init__(self, nef: int = 32, levels: int = 4, recompute: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.nef, self.levels = nef, levels
+        self.nef, self.levels, self.recompute = nef, levels, recompute
         self.layer1 = EncoderStage(nef, 1, False, name="layer1")
         self.layer2 = EncoderStage(nef * 2, 1, True, name="layer2")
         self.layer3 = EncoderStage(nef * 4, 2, True, name="layer3")
@@ -56,18 +58,19 @@ class AlignmentUNet(keras.layers.Layer):
         self.middle_1 = SPADEResnetBlock(nef * 4, nef * 2, name="G_middle_1") if levels >= 3 else None
         self.middle_2 = SPADEResnetBlock(nef * 2, nef, name="G_middle_2") if levels >= 4 else None
 
-    def call(self, x):
+    def call(self, x, training=False):
         seg = x  # the official code conditions SPADE on the input itself
         act = lambda t: tf.nn.leaky_relu(t, LEAK)  # noqa: E731
-        x1 = self.layer1(x)
-        x2 = self.layer2(act(x1))
-        x3 = self.layer3(act(x2))
-        x4 = self.layer4(act(x3))
-        x5 = self.layer5(act(x4))
-        features = [self.head_0(x5, seg)]
+        remat = lambda block: rematerialized(block, training and self.recompute)  # noqa: E731
+        x1 = remat(self.layer1)(x)
+        x2 = remat(self.layer2)(act(x1))
+        x3 = remat(self.layer3)(act(x2))
+        x4 = remat(self.layer4)(act(x3))
+        x5 = remat(self.layer5)(act(x4))
+        features = [remat(self.head_0)(x5, seg)]
         for block, skip in ((self.middle_0, x4), (self.middle_1, x3), (self.middle_2, x2))[: self.levels - 1]:
-            features.append(block(upsample_bilinear_aligned(features[-1]) + skip, seg))
+            features.append(remat(block)(upsample_bilinear_aligned(features[-1]) + skip, seg))
         return features
 
     def get_config(self):
-        return {**super().get_config(), "nef": self.nef, "levels": self.levels}
+        return {**super().get_config(), "nef": self.nef, "levels": self.levels, "recompute": self.recompute}

@@ -25,6 +25,7 @@ from cocosnet_tf.correspondence import sampling
 from cocosnet_tf.correspondence.alignment import AlignmentUNet
 from cocosnet_tf.correspondence.patchmatch import PatchMatchLevel, initial_offsets, pixel_grid
 from cocosnet_tf.layers.blocks import average_pool, checkpointed, conv
+from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.norms import l2_normalize_channels
 
 COARSEST_FACTOR = 8
@@ -97,20 +98,21 @@ def swap_xy(positions: tf.Tensor) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable("cocosnet")
-class CorrespondenceNet(keras.Model):
+class CorrespondenceNet(Composite, keras.Model):
     def __init__(self, semantic_nc: int, nef: int = 32, levels: int = 4, temperature: float = 0.01,
                  iterations: int = 5, candidates: int = 16, gru_hidden: int = 32, sampling: str = "bilinear",
-                 chunk: int = 0, seed: int = 0, **kwargs):
+                 chunk: int = 0, seed: int = 0, recompute: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.semantic_nc, self.nef, self.levels = semantic_nc, nef, levels
         self.temperature, self.iterations, self.candidates = temperature, iterations, candidates
         self.gru_hidden, self.sampling, self.chunk, self.seed = gru_hidden, sampling, chunk, seed
-        self.unet_label = AlignmentUNet(nef, levels, name="adaptive_model_seg")
-        self.unet_exemplar = AlignmentUNet(nef, levels, name="adaptive_model_img")
+        self.recompute = recompute
+        self.unet_label = AlignmentUNet(nef, levels, recompute, name="adaptive_model_seg")
+        self.unet_exemplar = AlignmentUNet(nef, levels, recompute, name="adaptive_model_img")
         self.theta = checkpointed(self, "theta", [conv(nef, 1, name=f"theta_{i}") for i in range(levels)])
         self.phi = checkpointed(self, "phi", [conv(nef, 1, name=f"phi_{i}") for i in range(levels)])
         self.patch_match = checkpointed(self, "patch_match", [
-            PatchMatchLevel(candidates, iterations, temperature, gru_hidden, sampling, chunk, seed + i,
+            PatchMatchLevel(candidates, iterations, temperature, gru_hidden, sampling, chunk, seed + i, recompute,
                             name=f"patch_match_{i}")
             for i in range(1, levels)
         ])
@@ -118,7 +120,8 @@ class CorrespondenceNet(keras.Model):
     @classmethod
     def from_config_object(cls, model: ModelConfig, semantic_nc: int, **kwargs) -> "CorrespondenceNet":
         return cls(semantic_nc, model.nef, model.corr_levels, model.temperature, model.patchmatch_iterations,
-                   model.topk, model.gru_hidden, model.sampling, model.inference_chunk, **kwargs)
+                   model.topk, model.gru_hidden, model.sampling, model.inference_chunk,
+                   recompute=model.recompute, **kwargs)
 
     def _check(self, label, exemplar, exemplar_label, image):
         named = {"label": label, "exemplar": exemplar, "exemplar_label": exemplar_label}
@@ -139,23 +142,23 @@ class CorrespondenceNet(keras.Model):
                 raise ValueError(f"image size {h}x{w}: both sides must be multiples of {COARSEST_FACTOR} "
                                  f"and at least {2 * COARSEST_FACTOR} (the coarsest level is 1/{COARSEST_FACTOR})")
 
-    def align(self, image, label):
+    def align(self, image, label, training=False):
         """The exemplar branch's normalised features of (image, label), per level."""
         return [l2_normalize_channels(f, centre=False)
-                for f in self.unet_exemplar(tf.concat([image, label], -1))]
+                for f in self.unet_exemplar(tf.concat([image, label], -1), training=training)]
 
-    def projections(self, label, exemplar, exemplar_label):
+    def projections(self, label, exemplar, exemplar_label, training=False):
         """Per level: (features, exemplar_features, theta, phi); theta and phi are the
         channel-centred projections the matching compares."""
-        features = [l2_normalize_channels(f, centre=False) for f in self.unet_label(label)]
-        exemplar_features = self.align(exemplar, exemplar_label)
+        features = [l2_normalize_channels(f, centre=False) for f in self.unet_label(label, training=training)]
+        exemplar_features = self.align(exemplar, exemplar_label, training)
         theta = [l2_normalize_channels(t(f), centre=True) for t, f in zip(self.theta, features)]
         phi = [l2_normalize_channels(p(f), centre=True) for p, f in zip(self.phi, exemplar_features)]
         return features, exemplar_features, theta, phi
 
     def call(self, label, exemplar, exemplar_label, image=None, training=False, step=0):
         self._check(label, exemplar, exemplar_label, image)
-        features, exemplar_features, theta, phi = self.projections(label, exemplar, exemplar_label)
+        features, exemplar_features, theta, phi = self.projections(label, exemplar, exemplar_label, training)
         bilinear = self.sampling == "bilinear"
         warp, cycle_warp, best = dense_level(theta[0], phi[0], average_pool(exemplar, COARSEST_FACTOR),
                                              self.temperature, cycle=True, hard_best=not bilinear,
@@ -172,10 +175,11 @@ class CorrespondenceNet(keras.Model):
             # the next level starts from this level's first candidate, as the official code
             best = result["positions"][..., 0, :]
         if image is not None:
-            out["target_features"] = self.align(image, label)
+            out["target_features"] = self.align(image, label, training)
         return out
 
     def get_config(self):
         return {**super().get_config(), "semantic_nc": self.semantic_nc, "nef": self.nef, "levels": self.levels,
                 "temperature": self.temperature, "iterations": self.iterations, "candidates": self.candidates,
-                "gru_hidden": self.gru_hidden, "sampling": self.sampling, "chunk": self.chunk, "seed": self.seed}
+                "gru_hidden": self.gru_hidden, "sampling": self.sampling, "chunk": self.chunk, "seed": self.seed,
+                "recompute": self.recompute}

@@ -15,7 +15,9 @@ import keras
 import tensorflow as tf
 
 from cocosnet_tf.correspondence import sampling
+from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.convgru import HiddenInit, UpdateBlock
+from cocosnet_tf.layers.remat import rematerialized
 
 WINDOW = 4  # the coarse match, doubled, plus a 4x4 window ...
 DILATION = 2  # ... of offsets -2, 0, 2, 4 along each axis
@@ -72,17 +74,19 @@ def propagate(offsets: tf.Tensor, horizontal) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable("cocosnet")
-class PatchMatchLevel(keras.layers.Layer):
+class PatchMatchLevel(Composite, keras.layers.Layer):
     """One finer level: T iterations of propagation + evaluation + ConvGRU, final warp."""
 
     def __init__(self, candidates: int = 16, iterations: int = 5, temperature: float = 0.01,
-                 hidden: int = 32, sampling_mode: str = "bilinear", chunk: int = 0, seed: int = 0, **kwargs):
+                 hidden: int = 32, sampling_mode: str = "bilinear", chunk: int = 0, seed: int = 0,
+                 recompute: bool = False, **kwargs):
         super().__init__(**kwargs)
         if candidates != WINDOW * WINDOW:
             # the initialisation window gives exactly 16 candidates, as the official code
             raise ValueError(f"PatchMatch keeps {WINDOW * WINDOW} candidates (the 4x4 window), got {candidates}")
         self.candidates, self.iterations, self.temperature = candidates, iterations, temperature
         self.hidden, self.sampling_mode, self.chunk, self.seed = hidden, sampling_mode, chunk, seed
+        self.recompute = recompute  # in training: gradient checkpointing of the update and final steps
         self.hidden_init = HiddenInit(hidden, name="initial_layer")
         self.update = UpdateBlock(candidates, hidden, name="refine_net")
 
@@ -126,7 +130,9 @@ class PatchMatchLevel(keras.layers.Layer):
         queries = tf.reshape(features, [b, n, c])
         values = tf.reshape(exemplar_features, [b, n, c])
         frozen_q, frozen_v = tf.stop_gradient(queries), tf.stop_gradient(values)
-        hidden = self.hidden_init(features, exemplar_features)
+        remat = training and self.recompute
+        hidden = rematerialized(self.hidden_init, remat)(features, exemplar_features)
+        update = rematerialized(self.update, remat)
         offsets = init_offsets
         k = self.candidates
         for t in range(self.iterations):
@@ -135,17 +141,12 @@ class PatchMatchLevel(keras.layers.Layer):
             offsets, probabilities = self._propagate_and_evaluate(horizontal_first, frozen_q, frozen_v, offsets,
                                                                   grid, height, width)
             flow = tf.concat([offsets[..., 0], offsets[..., 1]], axis=-1)  # K rows, then K columns
-            hidden, delta = self.update(hidden, tf.stop_gradient(probabilities), flow)
+            hidden, delta = update(hidden, tf.stop_gradient(probabilities), flow)
             offsets = offsets + tf.stack([delta[..., :k], delta[..., k:]], axis=-1)
         positions = tf.reshape(offsets, [b, n, k, 2]) + tf.reshape(grid, [1, n, 1, 2])
         pooled = tf.reshape(exemplar, [b, n, exemplar.shape[-1]])
-        if training or self.chunk <= 0:  # training keeps the whole graph for the gradient
-            warp, weights = self._final_step(queries, values, pooled, positions, height, width)
-        else:
-            warp_weights = sampling.chunked(
-                lambda q, p: tf.concat(self._final_step(q, values, pooled, p, height, width), axis=-1),
-                [queries, positions], self.chunk)
-            warp, weights = warp_weights[..., :3], warp_weights[..., 3:]
+        warp_weights = self._final_warp(queries, values, pooled, positions, height, width, training)
+        warp, weights = warp_weights[..., :3], warp_weights[..., 3:]
         shape = tf.shape(features)[:3]
         positions = self._sampled_positions(positions, height, width)
         return {
@@ -158,6 +159,26 @@ class PatchMatchLevel(keras.layers.Layer):
         counter = tf.cast(step, tf.int64) * self.iterations + iteration
         seed = tf.stack([tf.constant(self.seed, tf.int64), counter])
         return tf.random.stateless_uniform([], seed=seed) < 0.5
+
+    def _final_warp(self, queries, values, pooled, positions, height, width, training):
+        """[B, N, 3 + K]: the final step's warp and weights, chunk positions at a time.
+
+        Inference chunks through map_fn. Training chunks only with `recompute`, each chunk
+        its own checkpointed block (a map_fn's gradient would keep every chunk's corner
+        samples), and only where N is static, as it is for a training crop."""
+        def step(q, v, p):
+            return tf.concat(self._final_step(q, v, pooled, p, height, width), axis=-1)
+
+        if not training:
+            return sampling.chunked(lambda q, p: step(q, values, p), [queries, positions], self.chunk)
+        remat = self.recompute
+        n = queries.shape[1]
+        if not remat or self.chunk <= 0 or n is None or n <= self.chunk:
+            return rematerialized(step, remat)(queries, values, positions)
+        sizes = [self.chunk] * (n // self.chunk) + ([n % self.chunk] if n % self.chunk else [])
+        block = rematerialized(step, True)
+        return tf.concat([block(q, values, p) for q, p in zip(tf.split(queries, sizes, axis=1),
+                                                              tf.split(positions, sizes, axis=1))], axis=1)
 
     def _final_step(self, queries, values, pooled, positions, height, width):
         logits = sampling.scores(queries, values, positions, height, width, self.sampling_mode, self.temperature)
@@ -175,4 +196,4 @@ class PatchMatchLevel(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "candidates": self.candidates, "iterations": self.iterations,
                 "temperature": self.temperature, "hidden": self.hidden, "sampling_mode": self.sampling_mode,
-                "chunk": self.chunk, "seed": self.seed}
+                "chunk": self.chunk, "seed": self.seed, "recompute": self.recompute}

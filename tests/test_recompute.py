@@ -1,0 +1,85 @@
+"""Gradient checkpointing (`model.recompute`) changes memory, never gradients.
+
+Each block is built twice, with and without recompute, with the same weights; in
+training both give the same gradient for every input and every variable. Tolerances
+are relative to each gradient's scale plus 1e-6 of the block's largest gradient: the
+biases of convolutions followed by an instance norm have a true gradient of zero, and
+what is computed for them is rounding noise that differs with the order of the sums.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cocosnet_tf.correspondence.alignment import AlignmentUNet
+from cocosnet_tf.correspondence.patchmatch import PatchMatchLevel, initial_offsets
+from cocosnet_tf.generator import Generator
+
+RNG = np.random.default_rng(0)
+
+
+def tensor(*shape, low=None):
+    values = RNG.uniform(low, 1, size=shape) if low is not None else RNG.normal(size=shape)
+    return tf.constant(values.astype(np.float32))
+
+
+def gradients(layer, inputs, call):
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            loss = call(layer, *inputs)
+        return loss, tape.gradient(loss, list(inputs) + layer.trainable_variables)
+
+    loss, grads = step()
+    return float(loss), [g.numpy() for g in grads]
+
+
+def assert_same_gradients(make, inputs, call, scale=1.0):
+    plain, checkpointed = make(False), make(True)
+    call(plain, *inputs, training=False)
+    call(checkpointed, *inputs, training=False)
+    # official-scale weights (0.02) leave the deep paths' gradients (the update block's, the
+    # SPADE conditioning's) too small to tell apart from rounding: scale the kernels up
+    plain.set_weights([w * scale if w.ndim == 4 else w for w in plain.get_weights()])
+    checkpointed.set_weights(plain.get_weights())
+    loss, expected = gradients(plain, inputs, call)
+    again, got = gradients(checkpointed, inputs, call)
+    assert again == pytest.approx(loss, rel=1e-6)
+    names = [f"input {i}" for i in range(len(inputs))] + [v.path for v in plain.trainable_variables]
+    largest = max(np.max(np.abs(g)) for g in expected)
+    for name, g, h in zip(names, expected, got):
+        assert np.max(np.abs(g)) > 0, f"{name}: no gradient"
+        np.testing.assert_allclose(h, g, rtol=1e-4, atol=1e-4 * np.max(np.abs(g)) + 1e-6 * largest, err_msg=name)
+    return names
+
+
+def test_patchmatch_level_with_the_final_step_in_chunks():
+    h, w = 16, 24  # 384 positions: three chunks of 100 and a ragged one
+
+    def call(level, features, exemplar_features, best, training=True):
+        out = level(features, exemplar_features, EXEMPLAR, initial_offsets(best), training=training)
+        return tf.reduce_mean(tf.abs(out["warp"] - EXEMPLAR))
+
+    EXEMPLAR = tensor(2, h, w, 3, low=-1)
+    inputs = [tensor(2, h, w, 8), tensor(2, h, w, 8), 7 * tensor(2, h // 2, w // 2, 2, low=0)]
+    names = assert_same_gradients(
+        lambda recompute: PatchMatchLevel(iterations=1, temperature=0.1, chunk=100, recompute=recompute),
+        inputs, call, scale=30.0)
+    assert any("refine_net/gru" in n for n in names) and any("initial_layer" in n for n in names)
+
+
+def test_alignment_unet():
+    def call(unet, x, training=True):
+        return tf.add_n([tf.reduce_mean(f * f) for f in unet(x, training=training)])
+
+    assert_same_gradients(lambda recompute: AlignmentUNet(nef=4, levels=4, recompute=recompute),
+                          [tensor(2, 32, 32, 5)], call, scale=10.0)
+
+
+def test_generator_passes_gradients_to_the_warps():
+    def call(generator, label, coarse, fine, training=True):
+        return tf.reduce_mean(tf.abs(generator(label, [coarse, fine], training=training)))
+
+    assert_same_gradients(lambda recompute: Generator(5, levels=2, ngf=4, recompute=recompute),
+                          [tensor(1, 64, 64, 5), tensor(1, 8, 8, 3), tensor(1, 16, 16, 3)], call, scale=10.0)
