@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
+from export.layout import FLOAT_SIGNATURE
 from serving import api
 
 LOG = logging.getLogger("serving")
@@ -101,7 +102,7 @@ class Handler(BaseHTTPRequestHandler):
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             return self._send(400, {"error": f"request body: not JSON ({err})"})
         try:
-            signature, arrays, row = api.parse_predict(body, m.backend.signatures, "serving_default",
+            signature, arrays, row = api.parse_predict(body, m.backend.signatures, FLOAT_SIGNATURE,
                                                        m.limits.max_batch)
         except api.RequestError as err:
             return self._send(400, {"error": str(err)})
