@@ -1,14 +1,14 @@
 """Inference latency and peak memory of one translation per backend, and server throughput.
 
-    python benchmarks/inference.py                         # MetFaces model section, 256 and 512
-    python benchmarks/inference.py --sizes 256 --backends onnx --repeats 10
+    python benchmarks/inference.py                          # runs/demo at 256 and 512
+    python benchmarks/inference.py --run runs/mine --sizes 512 --backends onnx --repeats 10
 
-The model is the --config's model section (default configs/metfaces_512.yaml: the
-official nef 32, ngf 64, four levels, five PatchMatch iterations; one edge channel, so
-that server requests stay a few MB of JSON) with seeded random He-scaled weights: no
-trained checkpoint of that size exists here, and speed does not depend on the weights.
-It is written as a run directory and exported once with python -m export (SavedModel and
-ONNX, each verified; their time is reported). Then, one process per case (harness.py):
+The model is a trained run (--run, default runs/demo), translated at --sizes (the
+networks are resolution-general). It is exported once with python -m export (SavedModel
+and ONNX, each verified; their time is reported). Why not the official model size with
+random weights: its untrained features are so close to zero that their normalisation
+amplifies rounding, and the ONNX export's parity checks refuse it (dense level 0.017 to
+0.03 against its 0.01 limit), as they should. Then, one process per case (harness.py):
 Keras (the model in a tf.function, XLA per --xla), the reloaded SavedModel, and ONNX
 Runtime (CPU provider) translate one pair (batch 1) at each size: one warm-up call, then
 --repeats timed calls (p50, p95) and the process's peak RSS. Last, python -m serving
@@ -93,33 +93,6 @@ def semantic_channels(run: str) -> int:
     return load_run_config(run, []).data.semantic_nc
 
 
-def make_run(config_path: str, overrides: list[str], size: int, run: Path) -> None:
-    """A run directory holding the config's model with seeded random weights."""
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    from cocosnet_tf.config import load_config
-    from cocosnet_tf.model import CoCosNet
-
-    config = load_config(config_path, [*overrides, f"data.crop_size=[{size},{size}]",
-                                       "train.mixed_precision=float32"])
-    keras.utils.set_random_seed(config.train.seed)
-    model = CoCosNet(config, config.data.semantic_nc)
-    model.build_inference(size, size)
-    # He-scaled kernels: the official initialisation (xavier, gain 0.02) leaves the U-Net
-    # features near zero, and their normalisation then amplifies rounding so much that the
-    # ONNX export's parity check of the dense level fails (0.03 against its 0.01 limit)
-    rng = np.random.default_rng(config.train.seed)
-    for weight in model.correspondence.weights + model.generator.weights:
-        if weight.path.endswith("kernel") and len(weight.shape) == 4:
-            fan_in = int(np.prod(weight.shape[:3]))
-            weight.assign(rng.normal(0.0, np.sqrt(2.0 / fan_in), weight.shape).astype(np.float32))
-    checkpoint = tf.train.Checkpoint(model=model)
-    tf.train.CheckpointManager(checkpoint, str(run / "checkpoints"), max_to_keep=1).save(checkpoint_number=1)
-    config.save(run / "config.yaml")
-
-
 def export(kind: str, run: Path, base: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     start = time.perf_counter()
@@ -195,15 +168,14 @@ def wait_for_url(proc, log: Path) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="configs/metfaces_512.yaml", help="its model section is benchmarked")
-    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--run", default="runs/demo", help="trained run directory (python -m cocosnet_tf.train)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--backends", nargs="+", choices=["keras", "savedmodel", "onnx"],
                         default=["keras", "savedmodel", "onnx"])
     parser.add_argument("--requests", type=int, default=8, help="server load: predict requests")
     parser.add_argument("--concurrency", type=int, default=4, help="server load: client threads")
     parser.add_argument("--server-size", type=int, default=256)
-    parser.add_argument("--work-dir", default="runs/benchmark_inference", help="run directory and exports")
+    parser.add_argument("--work-dir", default="runs/benchmark_inference", help="where the exports go")
     add_common_arguments(parser, "benchmarks/results/inference.json", repeats=3)
     parser.set_defaults(xla=["off"])  # --xla applies to the Keras backend only
     args = parser.parse_args(argv)
@@ -212,9 +184,9 @@ def main(argv=None) -> int:
         return 0
 
     work = ROOT / args.work_dir
-    run = work / "run"
+    run = (ROOT / args.run).resolve()
     if not (run / "config.yaml").is_file():
-        make_run(args.config, args.set, min(args.sizes), run)
+        raise SystemExit(f"--run {args.run}: not a training run (no config.yaml); train one first")
     exports = [export(kind, run, work / kind) for kind in ("savedmodel", "onnx")
                if not (work / kind / "cocosnet").is_dir()]
     common = {"run": str(run), "savedmodel": str(work / "savedmodel" / "cocosnet" / "1"),
