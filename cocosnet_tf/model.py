@@ -14,6 +14,8 @@ replicas is the loss of the global batch (tf.nn.compute_average_loss).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import keras
 import tensorflow as tf
 
@@ -41,15 +43,28 @@ class LossNetworks:
     vgg: keras.Model | None = None
 
 
+@contextmanager
+def float32_policy():
+    """The global dtype policy is float32 inside, and restored after."""
+    policy = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy("float32")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_dtype_policy(policy)
+
+
 class CoCosNet(Composite, keras.Model):
     def __init__(self, config: Config, semantic_nc: int, **kwargs):
         super().__init__(**kwargs)
         self.config, self.semantic_nc = config, semantic_nc
         m = config.model
         # the correspondence stays float32 under a mixed policy: positions up to ~1000
-        # pixels have no sub-pixel resolution in float16
-        self.correspondence = CorrespondenceNet.from_config_object(m, semantic_nc, dtype="float32",
-                                                                   name="correspondence")
+        # pixels have no sub-pixel resolution in float16. Its sub-layers take the global
+        # policy when they are made, so it is float32 while they are.
+        with float32_policy():
+            self.correspondence = CorrespondenceNet.from_config_object(m, semantic_nc, dtype="float32",
+                                                                       name="correspondence")
         self.generator = Generator(semantic_nc, m.corr_levels, m.ngf, m.recompute, name="generator")
         self.discriminator = MultiscaleDiscriminator(m.ndf, m.discriminator_layers, m.num_discriminators,
                                                      name="discriminator")
@@ -99,7 +114,8 @@ class CoCosNet(Composite, keras.Model):
     def _discriminate(self, label, fake, real):
         """Fake and real through the discriminator in one batch -> (fake outputs, real outputs)."""
         both = tf.concat([tf.concat([label, fake], -1), tf.concat([label, real], -1)], 0)
-        outputs = self.discriminator(both)
+        # losses in float32 (under a mixed policy the discriminator computes in float16)
+        outputs = [[tf.cast(f, tf.float32) for f in scale] for scale in self.discriminator(both)]
         n = tf.shape(label)[0]
         return ([[f[:n] for f in scale] for scale in outputs], [[f[n:] for f in scale] for scale in outputs])
 

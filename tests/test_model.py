@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -104,3 +105,18 @@ def test_inference_outputs():
     out = model(batch["label"], batch["exemplar"], batch["exemplar_label"])
     assert out["image"].shape == (2, SIZE, SIZE, 3)
     assert [w.shape[1] for w in out["warps"]] == [SIZE // 8, SIZE // 4, SIZE // 2]
+
+
+def test_mixed_float16_step_keeps_the_correspondence_float32_and_is_finite():
+    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        model, batch = tiny_model("train.mixed_precision=mixed_float16")
+        assert model.generator.compute_dtype == "float16"
+        float16 = [layer.path for layer in model.correspondence._flatten_layers() if layer.compute_dtype != "float32"]
+        assert not float16, f"float16 layers in the correspondence: {float16[:5]}"
+        out = model(batch["label"], batch["exemplar"], batch["exemplar_label"])
+        assert out["image"].dtype == tf.float32 and all(w.dtype == tf.float32 for w in out["warps"])
+        losses = {k: float(v) for k, v in tf.function(model.train_step)(batch).items()}
+        assert all(np.isfinite(v) for v in losses.values()), losses
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
