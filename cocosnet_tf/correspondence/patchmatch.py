@@ -161,24 +161,16 @@ class PatchMatchLevel(Composite, keras.layers.Layer):
         return tf.random.stateless_uniform([], seed=seed) < 0.5
 
     def _final_warp(self, queries, values, pooled, positions, height, width, training):
-        """[B, N, 3 + K]: the final step's warp and weights, chunk positions at a time.
-
-        Inference chunks through map_fn. Training chunks only with `recompute`, each chunk
-        its own checkpointed block (a map_fn's gradient would keep every chunk's corner
-        samples), and only where N is static, as it is for a training crop."""
-        def step(q, v, p):
+        """[B, N, 3 + K]: the final step's warp and weights, chunk positions at a time in
+        inference, and in training with `recompute` (whole otherwise: the gradient needs it)."""
+        def step(q, p, v):
             return tf.concat(self._final_step(q, v, pooled, p, height, width), axis=-1)
 
         if not training:
-            return sampling.chunked(lambda q, p: step(q, values, p), [queries, positions], self.chunk)
-        remat = self.recompute
-        n = queries.shape[1]
-        if not remat or self.chunk <= 0 or n is None or n <= self.chunk:
-            return rematerialized(step, remat)(queries, values, positions)
-        sizes = [self.chunk] * (n // self.chunk) + ([n % self.chunk] if n % self.chunk else [])
-        block = rematerialized(step, True)
-        return tf.concat([block(q, values, p) for q, p in zip(tf.split(queries, sizes, axis=1),
-                                                              tf.split(positions, sizes, axis=1))], axis=1)
+            return sampling.chunked(lambda q, p: step(q, p, values), [queries, positions], self.chunk)
+        if self.recompute:
+            return sampling.checkpointed_chunks(step, [queries, positions], [values], self.chunk)
+        return step(queries, positions, values)
 
     def _final_step(self, queries, values, pooled, positions, height, width):
         logits = sampling.scores(queries, values, positions, height, width, self.sampling_mode, self.temperature)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from cocosnet_tf.layers.remat import rematerialized
+
 
 def clamp(positions: tf.Tensor, height, width) -> tuple[tf.Tensor, tf.Tensor]:
     y = tf.clip_by_value(positions[..., 0], 0.0, tf.cast(height - 1, positions.dtype))
@@ -79,3 +81,19 @@ def chunked(fn, tensors: list[tf.Tensor], chunk: int) -> tf.Tensor:
     pieces = tf.experimental.numpy.moveaxis(pieces, 0, 1)  # [B, count, chunk, ...]
     out_shape = tf.concat([tf.shape(pieces)[:1], [count * chunk], tf.shape(pieces)[3:]], 0)
     return tf.reshape(pieces, out_shape)[:, :m]
+
+
+def checkpointed_chunks(fn, tensors: list[tf.Tensor], shared: list[tf.Tensor], chunk: int) -> tf.Tensor:
+    """fn(*slices, *shared) over `chunk`-row slices of axis 1 of `tensors`, concatenated,
+    for training: each slice is its own checkpointed block, so the backward pass holds one
+    slice's intermediates at a time (a map_fn's gradient, as in `chunked`, keeps them all).
+    The slices are unrolled, so M must be static, as it is for a training crop; with M
+    unknown, or a chunk of 0, fn runs once, still checkpointed. Every tensor, `shared`
+    included, gets its gradient."""
+    block = rematerialized(fn, True)
+    m = tensors[0].shape[1]
+    if chunk <= 0 or m is None or m <= chunk:
+        return block(*tensors, *shared)
+    sizes = [chunk] * (m // chunk) + ([m % chunk] if m % chunk else [])
+    pieces = zip(*[tf.split(t, sizes, axis=1) for t in tensors])
+    return tf.concat([block(*piece, *shared) for piece in pieces], axis=1)
