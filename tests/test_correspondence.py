@@ -119,20 +119,21 @@ def test_initialisation_is_the_doubled_coarse_match_plus_a_dilated_window():
 def brute_force_top(queries, values, positions, h, w, mode, k, temperature):
     """NumPy scores of every candidate, then the top k (positions and probabilities).
 
-    Selection scores the official floor ('nearest') or, for 'bilinear', the rounded
-    position: it carries no gradient, so one pixel is enough.
+    Selection scores the official index ('nearest': row * W + column, floored) or, for
+    'bilinear', the rounded position: it carries no gradient, so one pixel is enough.
     """
     flat = values.reshape(h * w, -1)
     if mode == "bilinear":
         positions = np.round(positions)
-    y = np.clip(positions[..., 0], 0, h - 1)
-    x = np.clip(positions[..., 1], 0, w - 1)
-    sampled = flat[np.floor(y).astype(int) * w + np.floor(x).astype(int)]
+    y = np.clip(positions[..., 0], 0, h - 1).astype(np.float32)
+    x = np.clip(positions[..., 1], 0, w - 1).astype(np.float32)
+    index = np.floor(y * np.float32(w) + x).astype(int)  # the official flattening, then floor
+    sampled = flat[index]
     logits = np.einsum("nc,nkc->nk", queries.reshape(h * w, -1), sampled) / temperature
     order = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
     probabilities = np.exp(logits - logits.max(-1, keepdims=True))
     probabilities /= probabilities.sum(-1, keepdims=True)
-    return order, np.take_along_axis(probabilities, order, -1)
+    return order, np.take_along_axis(probabilities, order, -1), np.stack([index // w, index % w], -1)
 
 
 @pytest.mark.parametrize("mode", ["bilinear", "nearest"])
@@ -148,8 +149,12 @@ def test_evaluation_top_k_equals_brute_force(mode, chunk):
     kept, probabilities = level._evaluate(tf.constant(queries[None]), tf.constant(values.reshape(1, h * w, C)),
                                           tf.constant(offsets), grid, h, w)
     positions = offsets[0].reshape(h * w, 48, 2) + pixel_grid(h, w)[..., ::-1].reshape(h * w, 1, 2)
-    order, expected_p = brute_force_top(queries, values, positions, h, w, mode, 16, 0.01)
-    expected_offsets = np.take_along_axis(offsets[0].reshape(h * w, 48, 2), order[..., None], 1)
+    order, expected_p, scored = brute_force_top(queries, values, positions, h, w, mode, 16, 0.01)
+    if mode == "nearest":  # the official code keeps the offsets of the pixels it scored
+        kept_offsets = scored - pixel_grid(h, w)[..., ::-1].reshape(h * w, 1, 2)
+    else:  # the continuous offsets, which carry the gradient
+        kept_offsets = offsets[0].reshape(h * w, 48, 2)
+    expected_offsets = np.take_along_axis(kept_offsets, order[..., None], 1)
     np.testing.assert_allclose(kept.numpy().reshape(h * w, 16, 2), expected_offsets, atol=1e-6)
     np.testing.assert_allclose(probabilities.numpy().reshape(h * w, 16), expected_p, rtol=1e-4, atol=1e-6)
 

@@ -100,6 +100,10 @@ class PatchMatchLevel(Composite, keras.layers.Layer):
         if self.sampling_mode == "bilinear":
             # selection carries no gradient: score the nearest pixel (one gather, not four)
             positions = tf.round(positions)
+        else:
+            # the official evaluation hands on the offsets of the pixels it scored
+            positions = sampling.nearest_position(positions, height, width)
+            flat = positions - tf.reshape(grid, [1, n, 1, 2])
 
         def score(q, p):
             return sampling.scores(q, values, p, height, width, "nearest", self.temperature)
@@ -179,11 +183,10 @@ class PatchMatchLevel(Composite, keras.layers.Layer):
         return tf.einsum("bmk,bmkc->bmc", weights, colours), weights
 
     def _sampled_positions(self, positions, height, width):
-        """The positions the final step really sampled: clamped (and floored when nearest)."""
-        y, x = sampling.clamp(positions, height, width)
+        """The positions the final step really sampled: clamped (the official index when nearest)."""
         if self.sampling_mode == "nearest":
-            y, x = tf.floor(y), tf.floor(x)
-        return tf.stack([y, x], axis=-1)
+            return sampling.nearest_position(positions, height, width)
+        return tf.stack(sampling.clamp(positions, height, width), axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "candidates": self.candidates, "iterations": self.iterations,

@@ -19,9 +19,19 @@ def clamp(positions: tf.Tensor, height, width) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def nearest_index(positions: tf.Tensor, height, width) -> tf.Tensor:
-    """The official integer index: floor of the clamped position (int32 [B, M, K])."""
+    """The official integer index (int32 [B, M, K]): the clamped row and column
+    flattened as row * W + column *before* flooring (PyTorch's `.long()` of
+    `offset_to_inds`). After a ConvGRU update a row is fractional, and its fraction,
+    times W, moves the column: that is what the official code computes and what its
+    checkpoints expect. For integer positions it is the plain index."""
     y, x = clamp(positions, height, width)
-    return tf.cast(tf.floor(y), tf.int32) * width + tf.cast(tf.floor(x), tf.int32)
+    return tf.cast(tf.floor(y * tf.cast(width, y.dtype) + x), tf.int32)
+
+
+def nearest_position(positions: tf.Tensor, height, width) -> tf.Tensor:
+    """The (row, column) of `nearest_index`, as floats [B, M, K, 2]."""
+    index = nearest_index(positions, height, width)
+    return tf.cast(tf.stack([index // width, index % width], axis=-1), positions.dtype)
 
 
 def sample(values: tf.Tensor, positions: tf.Tensor, height, width, mode: str) -> tf.Tensor:
