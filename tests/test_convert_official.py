@@ -150,9 +150,8 @@ def test_a_mismatch_is_an_error_naming_the_keys_and_changes_nothing(model, damag
 
 
 def test_every_variable_of_ours_has_an_entry(model):
-    listed = names.entries(model)
     for network in names.NETWORKS:
-        covered = {id(e.variable) for e in listed[network]}
+        covered = {id(e.variable) for e in names.entries(model, network)}
         assert {id(v) for v in names.network_of(model, network).variables} == covered
 
 

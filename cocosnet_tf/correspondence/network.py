@@ -54,7 +54,7 @@ def dense_level(queries, values, exemplar, temperature, cycle: bool, hard_best: 
     q = tf.reshape(queries, [b, n, -1])
     r = tf.reshape(values, [b, n, -1])
     pooled = tf.reshape(exemplar, [b, n, 3])
-    grid = tf.reshape(pixel_grid(h, w), [n, 2])
+    grid = tf.reshape(pixel_grid(h, w, queries.dtype), [n, 2])
     if chunk > 0:
         rows = dense_rows(chunk)
 

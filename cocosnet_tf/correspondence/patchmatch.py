@@ -23,15 +23,15 @@ WINDOW = 4  # the coarse match, doubled, plus a 4x4 window ...
 DILATION = 2  # ... of offsets -2, 0, 2, 4 along each axis
 
 
-def pixel_grid(height, width) -> tf.Tensor:
-    """[H, W, 2] float32 (row, column) of every pixel."""
+def pixel_grid(height, width, dtype=tf.float32) -> tf.Tensor:
+    """[H, W, 2] (row, column) of every pixel."""
     rows, cols = tf.meshgrid(tf.range(height), tf.range(width), indexing="ij")
-    return tf.cast(tf.stack([rows, cols], axis=-1), tf.float32)
+    return tf.cast(tf.stack([rows, cols], axis=-1), dtype)
 
 
-def window_offsets() -> tf.Tensor:
+def window_offsets(dtype=tf.float32) -> tf.Tensor:
     """[16, 2]: candidate c = 4 i + j has offset ((i - 1) * 2, (j - 1) * 2), official order."""
-    steps = (tf.range(WINDOW, dtype=tf.float32) - 1.0) * DILATION
+    steps = (tf.range(WINDOW, dtype=dtype) - 1.0) * DILATION
     rows, cols = tf.meshgrid(steps, steps, indexing="ij")
     return tf.reshape(tf.stack([rows, cols], axis=-1), [-1, 2])
 
@@ -43,9 +43,9 @@ def initial_offsets(best: tf.Tensor) -> tf.Tensor:
     (nearest upsampling), exactly as the official initialisation.
     """
     h, w = tf.shape(best)[1], tf.shape(best)[2]
-    coarse = 2.0 * (best - pixel_grid(h, w))
+    coarse = 2.0 * (best - pixel_grid(h, w, best.dtype))
     fine = tf.repeat(tf.repeat(coarse, 2, axis=1), 2, axis=2)
-    return fine[:, :, :, None, :] + window_offsets()
+    return fine[:, :, :, None, :] + window_offsets(best.dtype)
 
 
 def propagate(offsets: tf.Tensor, horizontal) -> tf.Tensor:
@@ -130,7 +130,7 @@ class PatchMatchLevel(Composite, keras.layers.Layer):
         height, width = tf.shape(features)[1], tf.shape(features)[2]
         b, c = tf.shape(features)[0], features.shape[-1]
         n = height * width
-        grid = pixel_grid(height, width)
+        grid = pixel_grid(height, width, features.dtype)
         queries = tf.reshape(features, [b, n, c])
         values = tf.reshape(exemplar_features, [b, n, c])
         frozen_q, frozen_v = tf.stop_gradient(queries), tf.stop_gradient(values)

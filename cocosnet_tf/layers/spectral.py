@@ -66,10 +66,11 @@ class SpectralConv(keras.layers.Layer):
         self.u.assign(_normalize(tf.linalg.matvec(matrix, v)))
 
     def call(self, x):
-        # sigma in float32 whatever the dtype policy (autocast reads variables in the
-        # compute dtype); u and v are constants here, as PyTorch's
-        matrix = tf.cast(self.weight_matrix(), tf.float32)
-        u, v = tf.cast(self.u, tf.float32), tf.cast(self.v, tf.float32)
+        # sigma in float32 at least, whatever the dtype policy (autocast reads variables
+        # in the compute dtype); u and v are constants here, as PyTorch's
+        dtype = tf.float64 if x.dtype == tf.float64 else tf.float32
+        matrix = tf.cast(self.weight_matrix(), dtype)
+        u, v = tf.cast(self.u, dtype), tf.cast(self.v, dtype)
         sigma = tf.tensordot(u, tf.linalg.matvec(matrix, v), 1)
         kernel = tf.cast(self.layer.kernel, x.dtype) / tf.cast(sigma, x.dtype)
         y = self.layer.convolution_op(x, kernel)

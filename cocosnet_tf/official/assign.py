@@ -26,7 +26,7 @@ def official_shape(entry: names.Entry) -> tuple:
 
 def plan(model, states: dict[str, dict[str, np.ndarray]]) -> tuple[list, dict]:
     """([(variable, value)], report) for the networks in `states`; raises ConversionError."""
-    by_network = names.entries(model)
+    by_network = {network: names.entries(model, network) for network in states}
     problems, assignments = [], []
     report = {"assigned": {}, "ignored": {}, "aliases": {}}
     for network, state in states.items():

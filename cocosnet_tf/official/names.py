@@ -140,10 +140,11 @@ def network_of(model, network: str):
     return {"Corr": model.correspondence, "G": model.generator, "D": model.discriminator}[network]
 
 
-def entries(model) -> dict[str, list[Entry]]:
-    """Per official network file, the entries of a built CoCosNet."""
-    return {"Corr": correspondence_entries(model.correspondence), "G": generator_entries(model.generator),
-            "D": discriminator_entries(model.discriminator)}
+def entries(model, network: str) -> list[Entry]:
+    """The entries of one official network file, for a built CoCosNet (or any object
+    with built `correspondence`, `generator` and `discriminator` attributes)."""
+    make = {"Corr": correspondence_entries, "G": generator_entries, "D": discriminator_entries}[network]
+    return make(network_of(model, network))
 
 
 def ignored_reason(network: str, key: str) -> str | None:
