@@ -15,8 +15,9 @@ from cocosnet_tf.layers.remat import rematerialized
 def upsample_bilinear_aligned(x: tf.Tensor) -> tf.Tensor:
     """2x bilinear upsampling with aligned corners (nn.Upsample(align_corners=True))."""
     h, w = tf.shape(x)[1], tf.shape(x)[2]
-    return tf.raw_ops.ResizeBilinear(images=x, size=tf.stack([2 * h, 2 * w]), align_corners=True,
-                                     half_pixel_centers=False)
+    up = tf.raw_ops.ResizeBilinear(images=x, size=tf.stack([2 * h, 2 * w]), align_corners=True,
+                                   half_pixel_centers=False)
+    return tf.cast(up, x.dtype)  # the op computes in float32 whatever its input
 
 
 @keras.saving.register_keras_serializable("cocosnet")

@@ -137,7 +137,7 @@ def discriminator_entries(discriminator) -> list[Entry]:
 
 def network_of(model, network: str):
     """Our network that an official network file holds."""
-    return {"Corr": model.correspondence, "G": model.generator, "D": model.discriminator}[network]
+    return getattr(model, {"Corr": "correspondence", "G": "generator", "D": "discriminator"}[network])
 
 
 def entries(model, network: str) -> list[Entry]:
