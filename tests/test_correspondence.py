@@ -271,3 +271,27 @@ def test_training_order_is_seeded_and_inference_is_fixed():
     first, again = nets[0](*args), nets[0](*args)
     for x, y in zip(first["positions"], again["positions"]):
         np.testing.assert_array_equal(x.numpy(), y.numpy())
+
+
+def test_aligned_upsampling_is_torchs_in_the_input_dtype():
+    """nn.Upsample(scale_factor=2, bilinear, align_corners=True): output i samples input
+    i * (n - 1) / (2n - 1); float64 stays float64 (tf.image computes in float32)."""
+    from cocosnet_tf.correspondence.alignment import upsample_bilinear_aligned
+
+    x = np.random.default_rng(0).normal(size=(2, 5, 7, 3))
+    expected = x
+    for axis in (1, 2):
+        n = x.shape[axis]
+        source = np.arange(2 * n) * (n - 1) / (2 * n - 1)
+        low = np.floor(source).astype(int)
+        high = np.minimum(low + 1, n - 1)
+        shape = [1, 1, 1, 1]
+        shape[axis] = -1
+        fraction = (source - low).reshape(shape)
+        expected = np.take(expected, low, axis) * (1 - fraction) + np.take(expected, high, axis) * fraction
+    ours = upsample_bilinear_aligned(tf.constant(x))
+    assert ours.dtype == tf.float64 and ours.shape == (2, 10, 14, 3)
+    np.testing.assert_allclose(ours.numpy(), expected, rtol=0, atol=1e-14)
+    reference = tf.raw_ops.ResizeBilinear(images=tf.constant(x, tf.float32), size=[10, 14], align_corners=True)
+    np.testing.assert_allclose(upsample_bilinear_aligned(tf.constant(x, tf.float32)).numpy(), reference.numpy(),
+                               atol=1e-6)

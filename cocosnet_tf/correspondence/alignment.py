@@ -13,11 +13,19 @@ from cocosnet_tf.layers.remat import rematerialized
 
 
 def upsample_bilinear_aligned(x: tf.Tensor) -> tf.Tensor:
-    """2x bilinear upsampling with aligned corners (nn.Upsample(align_corners=True))."""
-    h, w = tf.shape(x)[1], tf.shape(x)[2]
-    up = tf.raw_ops.ResizeBilinear(images=x, size=tf.stack([2 * h, 2 * w]), align_corners=True,
-                                   half_pixel_centers=False)
-    return tf.cast(up, x.dtype)  # the op computes in float32 whatever its input
+    """2x bilinear upsampling with aligned corners (nn.Upsample(align_corners=True)),
+    computed in x's dtype (tf.image's resize computes in float32 whatever its input)."""
+    for axis in (1, 2):
+        size = tf.shape(x)[axis]
+        # output i samples input position i * (n - 1) / (2n - 1)
+        source = tf.cast(tf.range(2 * size), x.dtype) * tf.cast(size - 1, x.dtype) / tf.cast(
+            tf.maximum(2 * size - 1, 1), x.dtype)
+        low = tf.minimum(tf.cast(tf.floor(source), tf.int32), size - 1)
+        high = tf.minimum(low + 1, size - 1)
+        shape = [1, -1, 1, 1] if axis == 1 else [1, 1, -1, 1]
+        fraction = tf.reshape(source - tf.cast(low, x.dtype), shape)
+        x = tf.gather(x, low, axis=axis) * (1 - fraction) + tf.gather(x, high, axis=axis) * fraction
+    return x
 
 
 @keras.saving.register_keras_serializable("cocosnet")
