@@ -25,15 +25,13 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 
 import keras
 import tensorflow as tf
 
 from cocosnet_tf.cli import add_set_argument, run
 from cocosnet_tf.config import SIZE_MULTIPLE, ConfigError, load_config
-from cocosnet_tf.fileio import atomic_write_text
+from cocosnet_tf.fileio import atomic_write_text, staged_directory
 from cocosnet_tf.model import CoCosNet
 from cocosnet_tf.official import assign, pth
 
@@ -61,22 +59,12 @@ def build(config) -> CoCosNet:
 
 def write_run(out: str, config, model: CoCosNet, report: dict) -> None:
     """config.yaml, checkpoints/ckpt-0 and conversion.json into `out`, all or nothing."""
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=".convert-")
-    try:
-        config.save(os.path.join(staging, "config.yaml"))
+    with staged_directory(out, prefix=".convert-") as staged:
+        config.save(os.path.join(staged, "config.yaml"))
         checkpoint = tf.train.Checkpoint(model=model)
-        tf.train.CheckpointManager(checkpoint, os.path.join(staging, "checkpoints"), max_to_keep=1).save(
+        tf.train.CheckpointManager(checkpoint, os.path.join(staged, "checkpoints"), max_to_keep=1).save(
             checkpoint_number=0)
-        atomic_write_text(os.path.join(staging, "conversion.json"), json.dumps(report, indent=2) + "\n")
-        # tf.train.CheckpointManager records the staging path; make it relative
-        atomic_write_text(os.path.join(staging, "checkpoints", "checkpoint"),
-                          'model_checkpoint_path: "ckpt-0"\nall_model_checkpoint_paths: "ckpt-0"\n')
-        os.rename(staging, out)
-    finally:
-        if os.path.isdir(staging):
-            shutil.rmtree(staging)
+        atomic_write_text(os.path.join(staged, "conversion.json"), json.dumps(report, indent=2) + "\n")
 
 
 def convert(checkpoint_dir: str, config_path: str, overrides: list[str], out: str, epoch: str = "latest") -> dict:

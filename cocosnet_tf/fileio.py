@@ -112,6 +112,38 @@ def list_images(folder: str) -> list[str]:
     return sorted(found)
 
 
+@contextmanager
+def staged_directory(path: str, prefix: str = ".staging-") -> Iterator[str]:
+    """An empty hidden folder beside `path` to write a whole directory into; it becomes
+    `path` (one rename) only when the block ends without an error, else it is removed,
+    with the parent folders made for it."""
+    parent = os.path.dirname(os.path.abspath(path))
+    created, folder = [], parent
+    while not os.path.isdir(folder):  # deepest first
+        created.append(folder)
+        folder = os.path.dirname(folder)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    except OSError as err:
+        raise DataError(f"{parent}: cannot write here ({err})") from err
+    staged = os.path.join(tmp, os.path.basename(path))
+    try:
+        os.mkdir(staged)
+        yield staged
+        if os.path.exists(path):  # made by someone else meanwhile
+            raise DataError(f"{path} appeared while it was being written; nothing was written")
+        os.rename(staged, path)
+        created = []
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
+
+
 class Staging:
     """Files written into a hidden folder inside `folder` and moved into place together by
     `commit`; leaving the `with` block without a commit removes them (and `folder`, if it

@@ -13,14 +13,9 @@ import keras
 import tensorflow as tf
 
 from cocosnet_tf.config import SIZE_MULTIPLE as DOWNSAMPLING  # five 2x upsamplings to the image
-from cocosnet_tf.layers.blocks import LEAK, SPADEResnetBlock, conv, resize_nearest
+from cocosnet_tf.layers.blocks import LEAK, SPADEResnetBlock, conv, resize_nearest, upsample2
 from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.remat import rematerialized
-
-
-def upsample2(x: tf.Tensor) -> tf.Tensor:
-    """nn.Upsample(scale_factor=2): nearest neighbour."""
-    return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
 
 
 @keras.saving.register_keras_serializable("cocosnet")

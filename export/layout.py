@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from contextlib import contextmanager
-from typing import Iterator
 
 from cocosnet_tf.config import Config, ConfigError
-from cocosnet_tf.fileio import DataError
+from cocosnet_tf.fileio import staged_directory
 
 CONFIG_FILE = os.path.join("assets.extra", "config.yaml")  # TF-Serving ignores assets.extra
 MODEL_FILE, FLOAT16_FILE = "model.onnx", "model_fp16.onnx"  # ONNX exports
@@ -28,32 +24,10 @@ def version_dir(base: str, name: str, version: int) -> str:
     return path
 
 
-@contextmanager
-def staged_version(path: str) -> Iterator[str]:
+def staged_version(path: str):
     """A hidden folder beside `path` to write the version into; it becomes `path` only when
     the block ends without an error (one rename), else it is removed."""
-    parent = os.path.dirname(path)
-    created = [d for d in (os.path.dirname(parent), parent) if not os.path.isdir(d)]
-    try:
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
-    except OSError as err:
-        raise DataError(f"{parent}: cannot write the export here ({err})") from err
-    staged = os.path.join(tmp, "version")
-    try:
-        os.makedirs(os.path.dirname(os.path.join(staged, CONFIG_FILE)))
-        yield staged
-        if os.path.exists(path):  # made by someone else meanwhile
-            raise ConfigError(f"{path} appeared while exporting; nothing was written")
-        os.rename(staged, path)
-        created = []
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for folder in reversed(created):  # folders made only for a version that failed
-            try:
-                os.rmdir(folder)
-            except OSError:
-                pass
+    return staged_directory(path, prefix=".export-")
 
 
 def save_config(version: str, config: Config) -> None:

@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 
 from cocosnet_tf.correspondence import sampling
+from cocosnet_tf.layers.blocks import upsample2
 from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.convgru import HiddenInit, UpdateBlock
 from cocosnet_tf.layers.remat import rematerialized
@@ -44,8 +45,7 @@ def initial_offsets(best: tf.Tensor) -> tf.Tensor:
     """
     h, w = tf.shape(best)[1], tf.shape(best)[2]
     coarse = 2.0 * (best - pixel_grid(h, w, best.dtype))
-    fine = tf.repeat(tf.repeat(coarse, 2, axis=1), 2, axis=2)
-    return fine[:, :, :, None, :] + window_offsets(best.dtype)
+    return upsample2(coarse)[:, :, :, None, :] + window_offsets(best.dtype)
 
 
 def propagate(offsets: tf.Tensor, horizontal) -> tf.Tensor:

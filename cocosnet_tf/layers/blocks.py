@@ -71,6 +71,11 @@ def average_pool(image: tf.Tensor, factor: int) -> tf.Tensor:
     return image if factor == 1 else tf.nn.avg_pool2d(image, factor, factor, "VALID")
 
 
+def upsample2(x: tf.Tensor) -> tf.Tensor:
+    """nn.Upsample(scale_factor=2) / F.interpolate(scale_factor=2): nearest neighbour."""
+    return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
+
+
 def resize_nearest(x: tf.Tensor, size) -> tf.Tensor:
     """Nearest-neighbour resize of x to size (height, width) (F.interpolate 'nearest')."""
     src = tf.shape(x)[1:3]

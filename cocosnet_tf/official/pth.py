@@ -68,6 +68,17 @@ def _state_dict(data: bytes, label: str) -> dict[str, np.ndarray]:
     return {k[strip:]: v.detach().to(torch.float32).cpu().numpy() for k, v in loaded.items()}
 
 
+def _parse(data: bytes, label: str) -> tuple[dict[str, np.ndarray], dict[str, bytes]]:
+    """(state dict, {name: bytes} of other .pth files embedded in its archive)."""
+    embedded = {}
+    if zipfile.is_zipfile(io.BytesIO(data)):
+        try:
+            data, embedded = _archive_parts(data)
+        except zipfile.BadZipFile as err:
+            raise CheckpointFileError(f"{label}: a damaged zip archive ({err})") from err
+    return _state_dict(data, label), embedded
+
+
 def read(path: str) -> tuple[dict[str, np.ndarray], dict[str, bytes]]:
     """(state dict of `path`, {name: bytes} of other .pth files embedded in its archive)."""
     try:
@@ -75,13 +86,7 @@ def read(path: str) -> tuple[dict[str, np.ndarray], dict[str, bytes]]:
             data = f.read()
     except OSError as err:
         raise CheckpointFileError(f"{path}: cannot be read ({err.strerror})") from err
-    embedded = {}
-    if zipfile.is_zipfile(io.BytesIO(data)):
-        try:
-            data, embedded = _archive_parts(data)
-        except zipfile.BadZipFile as err:
-            raise CheckpointFileError(f"{path}: a damaged zip archive ({err})") from err
-    return _state_dict(data, path), embedded
+    return _parse(data, path)
 
 
 def read_networks(directory: str, epoch: str, networks: tuple[str, ...], optional: tuple[str, ...] = ()
@@ -104,8 +109,7 @@ def read_networks(directory: str, epoch: str, networks: tuple[str, ...], optiona
         if network not in found and name in embedded:
             archive, data = embedded[name]
             label = f"{archive} (embedded {name})"
-            inner, _ = _archive_parts(data) if zipfile.is_zipfile(io.BytesIO(data)) else (data, {})
-            found[network] = (label, _state_dict(inner, label))
+            found[network] = (label, _parse(data, label)[0])
     missing = [n for n in networks if n not in found and n not in optional]
     if missing:
         names = ", ".join(f"{epoch}_net_{n}.pth" for n in missing)
