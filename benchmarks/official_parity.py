@@ -14,8 +14,8 @@ difference of every warp and of the generated image (JSON in benchmarks/results/
 float32 runs our converted run directory as translate would. float64 (the default)
 sets our networks, built in float64, from the same files through the converter's
 reader and mapping. Why float64: the official final index floors row * W + column,
-and after the ConvGRU's tiny updates (about 3e-5 with initial weights) those values
-sit just beside integers, so float32 rounding differences of 1e-6 between two
+and after the ConvGRU's tiny updates (it keeps its initial weights) those values
+sit just beside integers, so float32 rounding differences between two
 implementations flip a few top-K choices and indices, and the ConvGRU spreads each flip
 to its neighbours over the iterations; in float64 the arithmetic is the same and so
 must be every choice.
