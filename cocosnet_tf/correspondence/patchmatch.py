@@ -91,19 +91,17 @@ class PatchMatchLevel(Composite, keras.layers.Layer):
         self.update = UpdateBlock(candidates, hidden, name="refine_net")
 
     # -- evaluation: discrete, gradient-free, chunked over positions
-    def _evaluate(self, queries, values, offsets, grid, height, width):
-        """Keep the top K of the candidates: (offsets [B,H,W,K,2], probabilities [B,H,W,K])."""
-        b = tf.shape(offsets)[0]
+    def _select(self, queries, values, candidates, grid, height, width):
+        """The top K of candidate offsets [B,H,W,3K,2], without gradient: (index [B,N,K]
+        into the 3K candidates, probabilities [B,H,W,K])."""
+        b = tf.shape(candidates)[0]
         n = height * width
-        flat = tf.reshape(offsets, [b, n, -1, 2])
-        positions = tf.stop_gradient(flat) + tf.reshape(grid, [1, n, 1, 2])
+        positions = tf.reshape(tf.stop_gradient(candidates), [b, n, -1, 2]) + tf.reshape(grid, [1, n, 1, 2])
         if self.sampling_mode == "bilinear":
             # selection carries no gradient: score the nearest pixel (one gather, not four)
             positions = tf.round(positions)
         else:
-            # the official evaluation hands on the offsets of the pixels it scored
             positions = sampling.nearest_position(positions, height, width)
-            flat = positions - tf.reshape(grid, [1, n, 1, 2])
 
         def score(q, p):
             return sampling.scores(q, values, p, height, width, "nearest", self.temperature)
@@ -111,14 +109,42 @@ class PatchMatchLevel(Composite, keras.layers.Layer):
         logits = sampling.chunked(score, [queries, positions], self.chunk)
         top, index = tf.math.top_k(logits, k=self.candidates)
         probabilities = tf.exp(top - tf.reduce_logsumexp(logits, axis=-1, keepdims=True))
-        kept = tf.gather(flat, index, batch_dims=2)  # values keep their gradient
-        shape = tf.concat([tf.shape(offsets)[:3], [self.candidates]], 0)
-        return tf.reshape(kept, tf.concat([shape, [2]], 0)), tf.reshape(probabilities, shape)
+        return index, tf.reshape(probabilities, tf.concat([tf.shape(candidates)[:3], [self.candidates]], 0))
 
-    def _propagate_and_evaluate(self, horizontal_first, queries, values, offsets, grid, height, width):
-        offsets, _ = self._evaluate(queries, values, propagate(offsets, horizontal_first), grid, height, width)
-        return self._evaluate(queries, values, propagate(offsets, tf.logical_not(horizontal_first)), grid,
-                              height, width)
+    def _hand_on(self, candidates, index, grid, height, width):
+        """The selected candidates' offsets [B,H,W,K,2]: their values, which keep their
+        gradient (bilinear), or, as the official evaluation, the offsets of the pixels
+        that were scored (nearest)."""
+        b = tf.shape(candidates)[0]
+        n = height * width
+        flat = tf.reshape(candidates, [b, n, -1, 2])
+        if self.sampling_mode == "nearest":
+            cell = tf.reshape(grid, [1, n, 1, 2])
+            flat = sampling.nearest_position(flat + cell, height, width) - cell
+        kept = tf.gather(flat, index, batch_dims=2)
+        return tf.reshape(kept, tf.concat([tf.shape(candidates)[:3], [self.candidates, 2]], 0))
+
+    def _iterate(self, hidden, offsets, recompute, horizontal_first, queries, values, grid, height, width):
+        """One iteration: propagate and evaluate along one axis, then the other, then
+        the update block. The selections (which need the scores) run first without
+        gradient; the differentiable part is a block of its own, which recomputation
+        reruns from (hidden, offsets) and the selected indices: 3K candidates and their
+        neighbours' gathers per position and axis are not kept for the backward pass."""
+        second = tf.logical_not(horizontal_first)
+        frozen = tf.stop_gradient(offsets)
+        index_1, _ = self._select(queries, values, propagate(frozen, horizontal_first), grid, height, width)
+        kept = self._hand_on(propagate(frozen, horizontal_first), index_1, grid, height, width)
+        index_2, probabilities = self._select(queries, values, propagate(kept, second), grid, height, width)
+        k = self.candidates
+
+        def block(hidden, offsets):
+            offsets = self._hand_on(propagate(offsets, horizontal_first), index_1, grid, height, width)
+            offsets = self._hand_on(propagate(offsets, second), index_2, grid, height, width)
+            flow = tf.concat([offsets[..., 0], offsets[..., 1]], axis=-1)  # K rows, then K columns
+            hidden, delta = self.update(hidden, tf.stop_gradient(probabilities), flow)
+            return hidden, offsets + tf.stack([delta[..., :k], delta[..., k:]], axis=-1)
+
+        return rematerialized(block, recompute)(hidden, offsets)
 
     def call(self, features, exemplar_features, exemplar, init_offsets, training=False, step=0):
         """features, exemplar_features [B,H,W,C] (normalised), exemplar [B,H,W,3] (pooled),
@@ -136,17 +162,13 @@ class PatchMatchLevel(Composite, keras.layers.Layer):
         frozen_q, frozen_v = tf.stop_gradient(queries), tf.stop_gradient(values)
         remat = training and self.recompute
         hidden = rematerialized(self.hidden_init, remat)(features, exemplar_features)
-        update = rematerialized(self.update, remat)
         offsets = init_offsets
         k = self.candidates
         for t in range(self.iterations):
             # the official code picks the propagation order at random in training
             horizontal_first = self._random_order(step, t) if training else True
-            offsets, probabilities = self._propagate_and_evaluate(horizontal_first, frozen_q, frozen_v, offsets,
-                                                                  grid, height, width)
-            flow = tf.concat([offsets[..., 0], offsets[..., 1]], axis=-1)  # K rows, then K columns
-            hidden, delta = update(hidden, tf.stop_gradient(probabilities), flow)
-            offsets = offsets + tf.stack([delta[..., :k], delta[..., k:]], axis=-1)
+            hidden, offsets = self._iterate(hidden, offsets, remat, horizontal_first, frozen_q, frozen_v, grid,
+                                            height, width)
         positions = tf.reshape(offsets, [b, n, k, 2]) + tf.reshape(grid, [1, n, 1, 2])
         pooled = tf.reshape(exemplar, [b, n, exemplar.shape[-1]])
         warp_weights = self._final_warp(queries, values, pooled, positions, height, width, training)
