@@ -151,6 +151,10 @@ class ModelConfig:
     # gradient checkpointing in training: the full-resolution blocks keep their inputs,
     # not their activations, and run again for the backward pass (README, "Memory")
     recompute: bool = False
+    # with recompute, the local full-resolution blocks (PatchMatch iterations, the
+    # U-Nets' SPADE decoder blocks) are checkpointed in bands of rows of about this many
+    # positions, so that a backward pass holds one band's activations; 0: whole maps
+    recompute_band: int = 65536
 
 
 @dataclass
@@ -429,6 +433,7 @@ def _check_values(c: Config) -> None:
              f"must be >= 0, got {m.patchmatch_iterations}")
     _require(m.temperature > 0, "model.temperature", f"must be > 0, got {m.temperature}")
     _require(m.inference_chunk >= 0, "model.inference_chunk", f"must be >= 0, got {m.inference_chunk}")
+    _require(m.recompute_band >= 0, "model.recompute_band", f"must be >= 0, got {m.recompute_band}")
 
     for f in dataclasses.fields(LossConfig):
         value = getattr(c.losses, f.name)

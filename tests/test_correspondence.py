@@ -148,7 +148,7 @@ def test_evaluation_top_k_equals_brute_force(mode, chunk):
     grid = tf.constant(pixel_grid(h, w)[..., ::-1].astype(np.float32))
     index, probabilities = level._select(tf.constant(queries[None]), tf.constant(values.reshape(1, h * w, C)),
                                          tf.constant(offsets), grid, h, w)
-    kept = level._hand_on(tf.constant(offsets), index, grid, h, w)
+    kept = level._hand_on(tf.constant(offsets), index, grid[None], h, w)
     positions = offsets[0].reshape(h * w, 48, 2) + pixel_grid(h, w)[..., ::-1].reshape(h * w, 1, 2)
     order, expected_p, scored = brute_force_top(queries, values, positions, h, w, mode, 16, 0.01)
     if mode == "nearest":  # the official code keeps the offsets of the pixels it scored

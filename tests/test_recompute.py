@@ -54,7 +54,7 @@ def assert_same_gradients(make, inputs, call, scale=1.0):
     return names
 
 
-def test_patchmatch_level_with_the_final_step_in_chunks():
+def test_patchmatch_level_in_bands_with_the_final_step_in_chunks():
     h, w = 16, 24  # 384 positions: three chunks of 100 and a ragged one
 
     def call(level, features, exemplar_features, best, training=True):
@@ -64,7 +64,7 @@ def test_patchmatch_level_with_the_final_step_in_chunks():
     EXEMPLAR = tensor(2, h, w, 3, low=-1)
     inputs = [tensor(2, h, w, 8), tensor(2, h, w, 8), 7 * tensor(2, h // 2, w // 2, 2, low=0)]
     names = assert_same_gradients(
-        lambda recompute: PatchMatchLevel(iterations=1, temperature=0.1, chunk=100, recompute=recompute),
+        lambda recompute: PatchMatchLevel(iterations=1, temperature=0.1, chunk=100, recompute=recompute, band=48),
         inputs, call, scale=30.0)
     assert any("refine_net/gru" in n for n in names) and any("initial_layer" in n for n in names)
 
@@ -73,7 +73,7 @@ def test_alignment_unet():
     def call(unet, x, training=True):
         return tf.add_n([tf.reduce_mean(f * f) for f in unet(x, training=training)])
 
-    assert_same_gradients(lambda recompute: AlignmentUNet(nef=4, levels=4, recompute=recompute),
+    assert_same_gradients(lambda recompute: AlignmentUNet(nef=4, levels=4, recompute=recompute, band=64),
                           [tensor(2, 32, 32, 5)], call, scale=10.0)
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from cocosnet_tf.layers.blocks import LEAK, ResidualBlock, SPADEResnetBlock, conv, spectral
+from cocosnet_tf.layers.blocks import LEAK, ResidualBlock, SPADEResnetBlock, conv, resize_nearest, spectral
 from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.norms import instance_norm
-from cocosnet_tf.layers.remat import rematerialized
+from cocosnet_tf.layers.remat import banded, rematerialized
 
 
 def upsample_bilinear_aligned(x: tf.Tensor) -> tf.Tensor:
@@ -26,6 +26,16 @@ def upsample_bilinear_aligned(x: tf.Tensor) -> tf.Tensor:
         fraction = tf.reshape(source - tf.cast(low, x.dtype), shape)
         x = tf.gather(x, low, axis=axis) * (1 - fraction) + tf.gather(x, high, axis=axis) * fraction
     return x
+
+
+def activated(block):
+    """block(leaky_relu(x), *rest): the U-Net's activation between stages."""
+    return lambda x, *rest: block(tf.nn.leaky_relu(x, LEAK), *rest)
+
+
+def upsampled_sum(previous, skip):
+    """A decoder stage's input: the previous stage upsampled, plus the encoder's skip."""
+    return upsample_bilinear_aligned(previous) + skip
 
 
 @keras.saving.register_keras_serializable("cocosnet")
@@ -54,9 +64,9 @@ class AlignmentUNet(Composite, keras.layers.Layer):
     """Returns the first `levels` of [x6 (S/8, 4nef), x7 (S/4, 4nef), x8 (S/2, 2nef),
     x9 (S, nef)]; decoder blocks of unused levels are not built."""
 
-    def __init__(self, nef: int = 32, levels: int = 4, recompute: bool = False, **kwargs):
+    def __init__(self, nef: int = 32, levels: int = 4, recompute: bool = False, band: int = 0, **kwargs):
         super().__init__(**kwargs)
-        self.nef, self.levels, self.recompute = nef, levels, recompute
+        self.nef, self.levels, self.recompute, self.band = nef, levels, recompute, band
         self.layer1 = EncoderStage(nef, 1, False, name="layer1")
         self.layer2 = EncoderStage(nef * 2, 1, True, name="layer2")
         self.layer3 = EncoderStage(nef * 4, 2, True, name="layer3")
@@ -69,17 +79,23 @@ class AlignmentUNet(Composite, keras.layers.Layer):
 
     def call(self, x, training=False):
         seg = x  # the official code conditions SPADE on the input itself
-        act = lambda t: tf.nn.leaky_relu(t, LEAK)  # noqa: E731
         remat = lambda block: rematerialized(block, training and self.recompute)  # noqa: E731
+        # each checkpointed block starts from what the previous one returned, so that the
+        # activations between them (leaky ReLUs, the upsampling's gathers) are recomputed
+        # too instead of kept for the backward pass; the decoder's SPADE blocks, local, in
+        # bands of rows
         x1 = remat(self.layer1)(x)
-        x2 = remat(self.layer2)(act(x1))
-        x3 = remat(self.layer3)(act(x2))
-        x4 = remat(self.layer4)(act(x3))
-        x5 = remat(self.layer5)(act(x4))
+        x2 = remat(activated(self.layer2))(x1)
+        x3 = remat(activated(self.layer3))(x2)
+        x4 = remat(activated(self.layer4))(x3)
+        x5 = remat(activated(self.layer5))(x4)
         features = [remat(self.head_0)(x5, seg)]
         for block, skip in ((self.middle_0, x4), (self.middle_1, x3), (self.middle_2, x2))[: self.levels - 1]:
-            features.append(remat(block)(upsample_bilinear_aligned(features[-1]) + skip, seg))
+            x = remat(upsampled_sum)(features[-1], skip)
+            band = banded(block, training and self.recompute, SPADEResnetBlock.REACH, self.band)
+            features.append(band(x, resize_nearest(seg, tf.shape(x)[1:3])))
         return features
 
     def get_config(self):
-        return {**super().get_config(), "nef": self.nef, "levels": self.levels, "recompute": self.recompute}
+        return {**super().get_config(), "nef": self.nef, "levels": self.levels, "recompute": self.recompute,
+                "band": self.band}

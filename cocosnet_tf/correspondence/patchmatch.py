@@ -17,8 +17,8 @@ import tensorflow as tf
 from cocosnet_tf.correspondence import sampling
 from cocosnet_tf.layers.blocks import upsample2
 from cocosnet_tf.layers.composite import Composite
-from cocosnet_tf.layers.convgru import HiddenInit, UpdateBlock
-from cocosnet_tf.layers.remat import rematerialized
+from cocosnet_tf.layers.convgru import UPDATE_REACH, HiddenInit, UpdateBlock
+from cocosnet_tf.layers.remat import banded, rematerialized
 
 WINDOW = 4  # the coarse match, doubled, plus a 4x4 window ...
 DILATION = 2  # ... of offsets -2, 0, 2, 4 along each axis
@@ -79,7 +79,7 @@ class PatchMatchLevel(Composite, keras.layers.Layer):
 
     def __init__(self, candidates: int = 16, iterations: int = 5, temperature: float = 0.01,
                  hidden: int = 32, sampling_mode: str = "bilinear", chunk: int = 0, seed: int = 0,
-                 recompute: bool = False, **kwargs):
+                 recompute: bool = False, band: int = 0, **kwargs):
         super().__init__(**kwargs)
         if candidates != WINDOW * WINDOW:
             # the initialisation window gives exactly 16 candidates, as the official code
@@ -87,12 +87,13 @@ class PatchMatchLevel(Composite, keras.layers.Layer):
         self.candidates, self.iterations, self.temperature = candidates, iterations, temperature
         self.hidden, self.sampling_mode, self.chunk, self.seed = hidden, sampling_mode, chunk, seed
         self.recompute = recompute  # in training: gradient checkpointing of the update and final steps
+        self.band = band  # positions per checkpointed band of an iteration (0: whole)
         self.hidden_init = HiddenInit(hidden, name="initial_layer")
         self.update = UpdateBlock(candidates, hidden, name="refine_net")
 
     # -- evaluation: discrete, gradient-free, chunked over positions
     def _select(self, queries, values, candidates, grid, height, width):
-        """The top K of candidate offsets [B,H,W,3K,2], without gradient: (index [B,N,K]
+        """The top K of candidate offsets [B,H,W,3K,2], without gradient: (index [B,H,W,K]
         into the 3K candidates, probabilities [B,H,W,K])."""
         b = tf.shape(candidates)[0]
         n = height * width
@@ -109,42 +110,44 @@ class PatchMatchLevel(Composite, keras.layers.Layer):
         logits = sampling.chunked(score, [queries, positions], self.chunk)
         top, index = tf.math.top_k(logits, k=self.candidates)
         probabilities = tf.exp(top - tf.reduce_logsumexp(logits, axis=-1, keepdims=True))
-        return index, tf.reshape(probabilities, tf.concat([tf.shape(candidates)[:3], [self.candidates]], 0))
+        shape = tf.concat([tf.shape(candidates)[:3], [self.candidates]], 0)
+        return tf.reshape(index, shape), tf.reshape(probabilities, shape)
 
     def _hand_on(self, candidates, index, grid, height, width):
-        """The selected candidates' offsets [B,H,W,K,2]: their values, which keep their
-        gradient (bilinear), or, as the official evaluation, the offsets of the pixels
-        that were scored (nearest)."""
-        b = tf.shape(candidates)[0]
-        n = height * width
-        flat = tf.reshape(candidates, [b, n, -1, 2])
+        """The selected candidates' offsets [B,h,w,K,2] from candidates [B,h,w,3K,2] and
+        index [B,h,w,K] at pixels grid [1,h,w,2] (the whole map or a band of its rows, of
+        height x width): their values, which keep their gradient (bilinear), or, as the
+        official evaluation, the offsets of the pixels that were scored (nearest)."""
         if self.sampling_mode == "nearest":
-            cell = tf.reshape(grid, [1, n, 1, 2])
-            flat = sampling.nearest_position(flat + cell, height, width) - cell
-        kept = tf.gather(flat, index, batch_dims=2)
-        return tf.reshape(kept, tf.concat([tf.shape(candidates)[:3], [self.candidates, 2]], 0))
+            cell = grid[..., None, :]
+            candidates = sampling.nearest_position(candidates + cell, height, width) - cell
+        return tf.gather(candidates, index, batch_dims=3)
 
     def _iterate(self, hidden, offsets, recompute, horizontal_first, queries, values, grid, height, width):
         """One iteration: propagate and evaluate along one axis, then the other, then
         the update block. The selections (which need the scores) run first without
         gradient; the differentiable part is a block of its own, which recomputation
-        reruns from (hidden, offsets) and the selected indices: 3K candidates and their
-        neighbours' gathers per position and axis are not kept for the backward pass."""
+        reruns from (hidden, offsets) and the selected indices (3K candidates and their
+        neighbours' gathers per position and axis are not kept for the backward pass), a
+        band of rows at a time."""
         second = tf.logical_not(horizontal_first)
+        cells = grid[None]
         frozen = tf.stop_gradient(offsets)
         index_1, _ = self._select(queries, values, propagate(frozen, horizontal_first), grid, height, width)
-        kept = self._hand_on(propagate(frozen, horizontal_first), index_1, grid, height, width)
+        kept = self._hand_on(propagate(frozen, horizontal_first), index_1, cells, height, width)
         index_2, probabilities = self._select(queries, values, propagate(kept, second), grid, height, width)
         k = self.candidates
 
-        def block(hidden, offsets):
-            offsets = self._hand_on(propagate(offsets, horizontal_first), index_1, grid, height, width)
-            offsets = self._hand_on(propagate(offsets, second), index_2, grid, height, width)
+        def block(hidden, offsets, index_1, index_2, probabilities, cells):
+            offsets = self._hand_on(propagate(offsets, horizontal_first), index_1, cells, height, width)
+            offsets = self._hand_on(propagate(offsets, second), index_2, cells, height, width)
             flow = tf.concat([offsets[..., 0], offsets[..., 1]], axis=-1)  # K rows, then K columns
             hidden, delta = self.update(hidden, tf.stop_gradient(probabilities), flow)
             return hidden, offsets + tf.stack([delta[..., :k], delta[..., k:]], axis=-1)
 
-        return rematerialized(block, recompute)(hidden, offsets)
+        # two propagations reach one row each, then the update block's convolutions
+        reach = 2 + UPDATE_REACH
+        return banded(block, recompute, reach, self.band)(hidden, offsets, index_1, index_2, probabilities, cells)
 
     def call(self, features, exemplar_features, exemplar, init_offsets, training=False, step=0):
         """features, exemplar_features [B,H,W,C] (normalised), exemplar [B,H,W,3] (pooled),
@@ -213,4 +216,4 @@ class PatchMatchLevel(Composite, keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "candidates": self.candidates, "iterations": self.iterations,
                 "temperature": self.temperature, "hidden": self.hidden, "sampling_mode": self.sampling_mode,
-                "chunk": self.chunk, "seed": self.seed, "recompute": self.recompute}
+                "chunk": self.chunk, "seed": self.seed, "recompute": self.recompute, "band": self.band}

@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from cocosnet_tf.layers.composite import Composite
+from cocosnet_tf.layers.lean_conv import LeanConv2D
 from cocosnet_tf.layers.norms import ReflectionPad, instance_norm, positional_norm
 from cocosnet_tf.layers.spectral import SpectralConv
 
@@ -21,7 +22,7 @@ def official_init() -> keras.initializers.Initializer:
 
 def conv(filters: int, kernel, stride: int = 1, padding: str = "valid", use_bias: bool = True,
          name: str | None = None) -> keras.layers.Conv2D:
-    return keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=use_bias,
+    return LeanConv2D(filters, kernel, strides=stride, padding=padding, use_bias=use_bias,
                                kernel_initializer=official_init(), bias_initializer="zeros", name=name)
 
 
@@ -117,6 +118,10 @@ class SPADE(Composite, keras.layers.Layer):
 class SPADEResnetBlock(Composite, keras.layers.Layer):
     """The official SPADE residual block: spectral-norm convs, reflection padding,
     a learned 1x1 shortcut when the channel count changes."""
+
+    # rows of the semantic map an output row depends on, each way: SPADE's two 3x3 convs
+    # 2, then conv_0 and conv_1 one each
+    REACH = 4
 
     def __init__(self, fin: int, fout: int, **kwargs):
         super().__init__(**kwargs)

@@ -14,6 +14,10 @@ from cocosnet_tf.layers.blocks import conv, instance_norm
 from cocosnet_tf.layers.composite import Composite
 
 MOTION_CHANNELS = 64
+# rows of the flow an output row of the update block depends on, each way: convf1 (7x7)
+# 3, convf2 1, conv 1, the GRU's 5x1 step 4 (its reset gate, then the candidate's conv of
+# r * h), the flow head's two 3x3 convs 2
+UPDATE_REACH = 11
 
 
 @keras.saving.register_keras_serializable("cocosnet")
