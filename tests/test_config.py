@@ -59,6 +59,7 @@ def test_overrides_parse_yaml_values():
     (["model.corr_levels=5"], "model.corr_levels"),
     (["model.topk=8"], "model.topk"),
     (["data.seed=-1"], "data.seed: must be >= 0"),
+    (["model.recompute_band=-1"], "model.recompute_band: must be >= 0"),
     (["losses.gan=-1"], "losses.gan"),
     (["train.lr=0"], "train.lr"),
     (["data.crop_size"], "expected section.key=value"),

@@ -8,6 +8,10 @@ dwarfs the activations it works on. Here the input's gradient is a forward convo
 of the output's gradient with the flipped kernel (which needs only its output), and the
 kernel's gradient is kh * kw matrix products of a shifted input with the output's
 gradient, one at a time. Same arithmetic, memory of one shifted input.
+
+It costs graph-building time (a custom gradient and a loop per convolution; used for
+every convolution, `tests/test_model.py` took 333 s instead of 224 s), so it is used
+only where the buffer it avoids would be large, or where the input's size is unknown.
 """
 
 from __future__ import annotations
@@ -16,12 +20,22 @@ import keras
 import tensorflow as tf
 
 
-def applies(kernel_size, strides, dilation_rate, data_format) -> bool:
+# im2col buffers up to this size are left to TensorFlow's gradient kernels
+SMALL_BUFFER_BYTES = 64 * 2 ** 20
+
+
+def applies(kernel_size, strides, dilation_rate, data_format, input_shape, itemsize: int = 4) -> bool:
     """Stride 1, no dilation, channels last and an odd kernel larger than 1x1 (for odd
     kernels "same" pads symmetrically, so the input's gradient is a "same" convolution
-    again); 1x1 convolutions need no im2col anyway."""
-    return (tuple(strides) == (1, 1) and tuple(dilation_rate) == (1, 1) and data_format == "channels_last"
-            and all(k % 2 for k in kernel_size) and max(kernel_size) > 1)
+    again; 1x1 convolutions need no im2col), on an input whose im2col buffer
+    (positions x kh x kw x C_in) would exceed SMALL_BUFFER_BYTES or is of unknown size."""
+    if not (tuple(strides) == (1, 1) and tuple(dilation_rate) == (1, 1) and data_format == "channels_last"
+            and all(k % 2 for k in kernel_size) and max(kernel_size) > 1):
+        return False
+    if any(d is None for d in input_shape):
+        return True
+    positions = input_shape[0] * input_shape[1] * input_shape[2]
+    return positions * kernel_size[0] * kernel_size[1] * input_shape[3] * itemsize > SMALL_BUFFER_BYTES
 
 
 def conv2d(x: tf.Tensor, kernel: tf.Tensor, padding: str) -> tf.Tensor:
@@ -69,6 +83,7 @@ class LeanConv2D(keras.layers.Conv2D):
     same outputs)."""
 
     def convolution_op(self, inputs, kernel):
-        if applies(self.kernel_size, self.strides, self.dilation_rate, self.data_format):
+        if applies(self.kernel_size, self.strides, self.dilation_rate, self.data_format, tuple(inputs.shape),
+                   inputs.dtype.size):
             return conv2d(inputs, kernel, self.padding.upper())
         return super().convolution_op(inputs, kernel)
