@@ -132,9 +132,9 @@ class PatchMatchLevel(Composite, keras.layers.Layer):
         band of rows at a time."""
         second = tf.logical_not(horizontal_first)
         cells = grid[None]
-        frozen = tf.stop_gradient(offsets)
-        index_1, _ = self._select(queries, values, propagate(frozen, horizontal_first), grid, height, width)
-        kept = self._hand_on(propagate(frozen, horizontal_first), index_1, cells, height, width)
+        candidates = propagate(tf.stop_gradient(offsets), horizontal_first)
+        index_1, _ = self._select(queries, values, candidates, grid, height, width)
+        kept = self._hand_on(candidates, index_1, cells, height, width)
         index_2, probabilities = self._select(queries, values, propagate(kept, second), grid, height, width)
         k = self.candidates
 
