@@ -177,7 +177,8 @@ class TrainConfig:
     lr: float = 1e-4
     beta1: float = 0.0
     beta2: float = 0.9
-    mixed_precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
+    # the dtype policy; float64 is for numerical checks (tests/test_train_runs.py)
+    mixed_precision: Literal["float32", "mixed_float16", "mixed_bfloat16", "float64"] = "float32"
     jit_compile: bool = False
     seed: int = 0  # initial weights, the same on every worker and rerun (the data has data.seed)
     logical_cpus: int = 0  # >1 splits the CPU into logical devices (multi-replica tests)

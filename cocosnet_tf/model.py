@@ -43,11 +43,17 @@ class LossNetworks:
     vgg: keras.Model | None = None
 
 
+def full_precision(config: Config) -> tf.DType:
+    """The dtype of the correspondence, the losses and the variables: float64 when
+    train.mixed_precision is float64 (numerical checks), float32 otherwise."""
+    return tf.float64 if config.train.mixed_precision == "float64" else tf.float32
+
+
 @contextmanager
-def float32_policy():
-    """The global dtype policy is float32 inside, and restored after."""
+def global_policy(name: str):
+    """The global dtype policy is `name` inside, and restored after."""
     policy = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy("float32")
+    keras.mixed_precision.set_dtype_policy(name)
     try:
         yield
     finally:
@@ -59,11 +65,12 @@ class CoCosNet(Composite, keras.Model):
         super().__init__(**kwargs)
         self.config, self.semantic_nc = config, semantic_nc
         m = config.model
+        self.full_precision = full_precision(config)
         # the correspondence stays float32 under a mixed policy: positions up to ~1000
         # pixels have no sub-pixel resolution in float16. Its sub-layers take the global
-        # policy when they are made, so it is float32 while they are.
-        with float32_policy():
-            self.correspondence = CorrespondenceNet.from_config_object(m, semantic_nc, dtype="float32",
+        # policy when they are made, so it is set while they are.
+        with global_policy(self.full_precision.name):
+            self.correspondence = CorrespondenceNet.from_config_object(m, semantic_nc, dtype=self.full_precision.name,
                                                                        name="correspondence")
         self.generator = Generator(semantic_nc, m.corr_levels, m.ngf, m.recompute, name="generator")
         self.discriminator = MultiscaleDiscriminator(m.ndf, m.discriminator_layers, m.num_discriminators,
@@ -74,7 +81,7 @@ class CoCosNet(Composite, keras.Model):
     # ------------------------------------------------------------------ inference
     def call(self, label, exemplar, exemplar_label, training=False):
         out = self.correspondence(label, exemplar, exemplar_label, training=training)
-        image = tf.cast(self.generator(label, out["warps"], training=training), tf.float32)
+        image = tf.cast(self.generator(label, out["warps"], training=training), self.full_precision)
         return {"image": image, "warps": out["warps"]}
 
     def build_inference(self, height: int, width: int) -> None:
@@ -114,8 +121,8 @@ class CoCosNet(Composite, keras.Model):
     def _discriminate(self, label, fake, real):
         """Fake and real through the discriminator in one batch -> (fake outputs, real outputs)."""
         both = tf.concat([tf.concat([label, fake], -1), tf.concat([label, real], -1)], 0)
-        # losses in float32 (under a mixed policy the discriminator computes in float16)
-        outputs = [[tf.cast(f, tf.float32) for f in scale] for scale in self.discriminator(both)]
+        # losses in full precision (under a mixed policy the discriminator computes in float16)
+        outputs = [[tf.cast(f, self.full_precision) for f in scale] for scale in self.discriminator(both)]
         n = tf.shape(label)[0]
         return ([[f[:n] for f in scale] for scale in outputs], [[f[n:] for f in scale] for scale in outputs])
 
@@ -125,7 +132,7 @@ class CoCosNet(Composite, keras.Model):
         label, image, exemplar = batch["label"], batch["image"], batch["exemplar"]
         out = self.correspondence(label, exemplar, batch["exemplar_label"], image=image, training=training,
                                   step=self.g_optimizer.iterations)
-        fake = tf.cast(self.generator(label, out["warps"], training=training), tf.float32)
+        fake = tf.cast(self.generator(label, out["warps"], training=training), self.full_precision)
         losses = {}
         fake_d, real_d = self._discriminate(label, fake, image)
         losses["gan"] = w.gan * self._average(adversarial.hinge_generator([s[-1] for s in fake_d]))
@@ -177,7 +184,7 @@ class CoCosNet(Composite, keras.Model):
         return tape.gradient(scaled, variables), losses
 
     def train_step(self, batch):
-        batch = {k: tf.cast(v, tf.float32) for k, v in batch.items() if k in TRAIN_KEYS}
+        batch = {k: tf.cast(v, self.full_precision) for k, v in batch.items() if k in TRAIN_KEYS}
         context = tf.distribute.get_replica_context()
         self_ref_total = tf.reduce_sum(batch["self_ref"])
         if context is not None:

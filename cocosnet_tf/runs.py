@@ -6,7 +6,8 @@ Only the correspondence network and the generator are restored (optimisers, step
 discriminator are ignored, so checkpoints written by Checkpoint.write or without a
 discriminator work too); every one of their variables must be matched and of its shape,
 so a checkpoint of another architecture (or another model config through --set) or one
-missing weights is a ConfigError, never random weights. Inference runs in float32.
+missing weights is a ConfigError, never random weights. Inference runs in the weights'
+dtype: float32 (mixed-precision runs keep float32 weights), float64 for a float64 run.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from cocosnet_tf.config import Config, ConfigError, load_config
-from cocosnet_tf.model import CoCosNet
+from cocosnet_tf.model import CoCosNet, full_precision
 
 
 def load_run_config(run_dir: str, overrides: list[str], config_path: str | None = None) -> Config:
@@ -84,7 +85,7 @@ def build_model(config: Config) -> CoCosNet:
     h, w = config.data.crop_size
     key = (repr(config.model), config.data.semantic_nc, h, w)
     if key not in _BUILT:
-        keras.mixed_precision.set_dtype_policy("float32")
+        keras.mixed_precision.set_dtype_policy(full_precision(config).name)
         model = CoCosNet(config, config.data.semantic_nc)
         model.build_inference(h, w)
         _BUILT.clear()

@@ -63,8 +63,9 @@ Design decisions:
   must be matched and of its shape, so a checkpoint of another architecture (or another
   model config through --set) or one missing weights is an error, never random weights.
   The discriminator is not built.
-- Precision: inference runs in float32 whatever train.mixed_precision was (the weights
-  are float32 either way).
+- Precision: inference runs in float32 whatever train.mixed_precision was (mixed
+  precision keeps float32 weights), except for a float64 run (numerical checks),
+  whose float64 weights run in float64.
 - Execution: one batch runs eagerly; more batches run through one tf.function traced
   for any batch size (the last, partial batch does not retrace): tracing costs seconds
   and pays off only over several calls. In one process, repeated calls with the same

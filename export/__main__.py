@@ -25,6 +25,7 @@ import os
 import time
 
 from cocosnet_tf.cli import add_run_arguments, add_set_argument, run
+from cocosnet_tf.config import ConfigError
 from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
 from export import layout
 from export.graph import float_function
@@ -65,6 +66,9 @@ def main(argv: list[str] | None = None) -> None:
             from export import to_onnx
 
             to_onnx.check_opset(opset)
+            if config.train.mixed_precision == "float64":
+                raise ConfigError(f"{args.run}: a float64 run (train.mixed_precision) cannot go to ONNX: "
+                                  "ONNX Runtime has no float64 convolution on CPU; export it as a SavedModel")
         checkpoint = find_checkpoint(args.run, args.checkpoint)
         model = load_model(config, checkpoint)
         translate = float_function(model)  # traced once, for the export and its checks

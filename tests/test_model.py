@@ -120,3 +120,18 @@ def test_mixed_float16_step_keeps_the_correspondence_float32_and_is_finite():
         assert all(np.isfinite(v) for v in losses.values()), losses
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
+
+
+def test_float64_policy_makes_every_network_and_output_float64():
+    """float64 runs are the numerical checks' (tests/test_train_runs.py trains them)."""
+    keras.mixed_precision.set_dtype_policy("float64")
+    try:
+        model, batch = tiny_model("train.mixed_precision=float64")
+        layers = [layer for net in (model.correspondence, model.generator, model.discriminator)
+                  for layer in net._flatten_layers()]
+        assert {layer.compute_dtype for layer in layers} == {"float64"}
+        assert {v.dtype for v in model.variables if "float" in v.dtype} == {"float64"}
+        out = model(batch["label"], batch["exemplar"], batch["exemplar_label"])
+        assert out["image"].dtype == tf.float64 and all(w.dtype == tf.float64 for w in out["warps"])
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")

@@ -61,7 +61,8 @@ def vgg_input(image: tf.Tensor) -> tf.Tensor:
 
 
 def features(vgg: keras.Model, image: tf.Tensor) -> list[tf.Tensor]:
-    return [tf.cast(f, tf.float32) for f in vgg(vgg_input(image), training=False)]
+    """VGG19 features in the image's dtype (float32, or float64 in a float64 run)."""
+    return [tf.cast(f, image.dtype) for f in vgg(vgg_input(image), training=False)]
 
 
 def feature_matching(fake: list[tf.Tensor], real: list[tf.Tensor]) -> tf.Tensor:
