@@ -15,8 +15,8 @@ import statistics
 import sys
 import time
 
-from harness import add_common_arguments, current_rss_gb, guard_memory, launch, markdown_table, peak_rss_gb, \
-    write_report
+from harness import (add_common_arguments, current_rss_gb, guard_memory, markdown_table, peak_rss_gb,
+                     run_cases, write_report)
 
 CASES = {"7x7, 32 -> 64": (7, 32, 64), "3x3, 128 -> 64": (3, 128, 64)}
 
@@ -65,15 +65,10 @@ def main(argv=None) -> int:
     if args.case:
         print(json.dumps(run_case(json.loads(args.case))), flush=True)
         return 0
-    results = []
-    for conv in args.convs:
-        for size in args.sizes:
-            for xla in args.xla:
-                for gradient in ("tensorflow", "lean"):
-                    case = {"conv": conv, "size": size, "xla": xla == "on", "gradient": gradient,
-                            "repeats": args.repeats, "max_rss_gb": args.max_rss_gb}
-                    results.append({**case, **launch(__file__, case, args.timeout)})
-                    print(markdown_table(COLUMNS, results[-1:]).splitlines()[-1], flush=True)
+    cases = [{"conv": conv, "size": size, "xla": xla == "on", "gradient": gradient, "repeats": args.repeats,
+              "max_rss_gb": args.max_rss_gb}
+             for conv in args.convs for size in args.sizes for xla in args.xla for gradient in ("tensorflow", "lean")]
+    results = run_cases(__file__, cases, COLUMNS, args.timeout)
     write_report(args.out, results, markdown_table(COLUMNS, results))
     return 0
 

@@ -30,8 +30,8 @@ import statistics
 import sys
 import time
 
-from harness import (add_common_arguments, current_rss_gb, guard_memory, launch, markdown_table, peak_rss_gb,
-                     write_report)
+from harness import (add_common_arguments, current_rss_gb, guard_memory, markdown_table, peak_rss_gb,
+                     run_cases, write_report)
 
 MODES = ("forward", "train", "dense")
 
@@ -128,21 +128,17 @@ def main(argv=None) -> int:
         print(json.dumps(run_case(json.loads(args.case))), flush=True)
         return 0
 
-    results = []
-    for mode in args.modes:
-        for size in args.sizes:
-            for batch in args.batches:
-                for xla in args.xla:
-                    for recompute in args.recompute if mode == "train" else ["off"]:
-                        case = {"mode": mode, "size": size, "batch": batch, "xla": xla == "on",
-                                "recompute": recompute == "on", "repeats": args.repeats,
-                                "semantic_nc": args.semantic_nc, "max_rss_gb": args.max_rss_gb}
-                        if mode == "dense" and not dense_fits(size, batch, args.max_rss_gb):
-                            result = {"status": f"skipped: N x N scores need > {args.max_rss_gb:g} GB"}
-                        else:
-                            result = launch(__file__, case, args.timeout)
-                        results.append({**case, **result})
-                        print(markdown_table(COLUMNS, results[-1:]).splitlines()[-1], flush=True)
+    cases = [{"mode": mode, "size": size, "batch": batch, "xla": xla == "on", "recompute": recompute == "on",
+              "repeats": args.repeats, "semantic_nc": args.semantic_nc, "max_rss_gb": args.max_rss_gb}
+             for mode in args.modes for size in args.sizes for batch in args.batches for xla in args.xla
+             for recompute in (args.recompute if mode == "train" else ["off"])]
+
+    def skipped(case):
+        if case["mode"] == "dense" and not dense_fits(case["size"], case["batch"], args.max_rss_gb):
+            return f"skipped: N x N scores need > {args.max_rss_gb:g} GB"
+        return None
+
+    results = run_cases(__file__, cases, COLUMNS, args.timeout, skipped)
     write_report(args.out, results, markdown_table(COLUMNS, results))
     return 0
 

@@ -65,6 +65,19 @@ def launch(script: str, case: dict, timeout: float) -> dict:
     return {"status": f"failed (exit {done.returncode}): {tail[:200]}"}
 
 
+def run_cases(script: str, cases: list[dict], columns: list[tuple[str, str]], timeout: float,
+              skipped=lambda case: None, shown=lambda case: {}) -> list[dict]:
+    """Each case through launch() (unless `skipped` gives a reason), its table row printed
+    as it finishes; result rows are the case, then `shown` (display values), then the result."""
+    results = []
+    for case in cases:
+        reason = skipped(case)
+        result = {"status": reason} if reason else launch(script, case, timeout)
+        results.append({**case, **shown(case), **result})
+        print(markdown_table(columns, results[-1:]).splitlines()[-1], flush=True)
+    return results
+
+
 def machine() -> dict:
     import tensorflow as tf
 

@@ -30,8 +30,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from harness import (ROOT, add_common_arguments, current_rss_gb, guard_memory, launch, markdown_table, peak_rss_gb,
-                     write_report)
+from harness import (ROOT, add_common_arguments, current_rss_gb, guard_memory, markdown_table, peak_rss_gb,
+                     run_cases, write_report)
 
 COLUMNS = [("backend", "backend"), ("size", "size"), ("first call (s)", "first_s"), ("p50 (s)", "p50_s"),
            ("p95 (s)", "p95_s"), ("peak RSS (GB)", "peak_rss_gb"), ("status", "status")]
@@ -192,14 +192,10 @@ def main(argv=None) -> int:
     common = {"run": str(run), "savedmodel": str(work / "savedmodel" / "cocosnet" / "1"),
               "onnx": str(work / "onnx" / "cocosnet" / "1" / "model.onnx"), "repeats": args.repeats,
               "max_rss_gb": args.max_rss_gb}
-    results = []
-    for size in args.sizes:
-        for backend in args.backends:
-            for xla in (args.xla if backend == "keras" else ["off"]):
-                case = {**common, "backend": backend, "size": size, "xla": xla == "on"}
-                results.append({**case, "backend": backend + (" XLA" if xla == "on" else ""),
-                                **launch(__file__, case, args.timeout)})
-                print(markdown_table(COLUMNS, results[-1:]).splitlines()[-1], flush=True)
+    cases = [{**common, "backend": backend, "size": size, "xla": xla == "on"} for size in args.sizes
+             for backend in args.backends for xla in (args.xla if backend == "keras" else ["off"])]
+    results = run_cases(__file__, cases, COLUMNS, args.timeout,
+                        shown=lambda case: {"backend": case["backend"] + (" XLA" if case["xla"] else "")})
     server = serve_load(work / "onnx" / "cocosnet", semantic_channels(str(run)), args.server_size, args.requests,
                         args.concurrency)
     table = markdown_table(COLUMNS, results) + "\n\nserver (ONNX Runtime):\n\n" + markdown_table(SERVER_COLUMNS,

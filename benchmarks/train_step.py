@@ -20,8 +20,8 @@ import statistics
 import sys
 import time
 
-from harness import (add_common_arguments, current_rss_gb, guard_memory, launch, markdown_table, peak_rss_gb,
-                     write_report)
+from harness import (add_common_arguments, current_rss_gb, guard_memory, markdown_table, peak_rss_gb,
+                     run_cases, write_report)
 
 COLUMNS = [("config", "config"), ("size", "size"), ("batch", "batch"), ("XLA", "xla"),
            ("first step (s)", "first_step_s"), ("median step (s)", "median_s"), ("steps/s", "steps_per_s"),
@@ -81,13 +81,9 @@ def main(argv=None) -> int:
         from cocosnet_tf.config import load_config
 
         args.batch = load_config(args.config, args.set).train.batch_size
-    results = []
-    for size in args.sizes:
-        for xla in args.xla:
-            case = {"config": args.config, "set": args.set, "size": size, "batch": args.batch, "xla": xla == "on",
-                    "repeats": args.repeats, "max_rss_gb": args.max_rss_gb}
-            results.append({**case, **launch(__file__, case, args.timeout)})
-            print(markdown_table(COLUMNS, results[-1:]).splitlines()[-1], flush=True)
+    cases = [{"config": args.config, "set": args.set, "size": size, "batch": args.batch, "xla": xla == "on",
+              "repeats": args.repeats, "max_rss_gb": args.max_rss_gb} for size in args.sizes for xla in args.xla]
+    results = run_cases(__file__, cases, COLUMNS, args.timeout)
     write_report(args.out, results, markdown_table(COLUMNS, results))
     return 0
 
