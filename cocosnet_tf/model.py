@@ -189,9 +189,12 @@ class CoCosNet(Composite, keras.Model):
         self_ref_total = tf.reduce_sum(batch["self_ref"])
         if context is not None:
             self_ref_total = context.all_reduce(tf.distribute.ReduceOp.SUM, self_ref_total)
-        # spectral norm's power iterations, as PyTorch's training forward (G's, then D's)
+        # spectral norm's power iterations, one per training forward as PyTorch's: the
+        # generator step runs the correspondence, the generator and the discriminator
+        # (on the fake), the discriminator step the discriminator again (G's output reused)
         power_iterations(self.correspondence)
         power_iterations(self.generator)
+        power_iterations(self.discriminator)
         g_grads, g_losses, fake = self._generator_gradients(batch, self_ref_total)
         self.g_optimizer.apply_gradients(zip(g_grads, self.generator_variables()))
         power_iterations(self.discriminator)

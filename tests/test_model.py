@@ -53,6 +53,37 @@ def test_each_step_changes_only_its_own_side():
     assert len(moved) == len(kernels) > 0 and all(moved)
 
 
+def test_a_training_step_iterates_the_discriminators_spectral_norm_twice_and_the_generators_once():
+    """As PyTorch's hooks: the generator step's forward runs the correspondence, the
+    generator and the discriminator, the discriminator step the discriminator again."""
+    from cocosnet_tf.layers.spectral import SpectralConv
+
+    model, batch = tiny_model()
+    # zero gradients: Adam leaves every weight as it is, so each iteration sees the same matrix
+    zero = tf.constant(0.0)
+    model._generator_gradients = lambda b, total: (
+        [tf.zeros_like(v) for v in model.generator_variables()], {"total": zero}, b["image"])
+    model._discriminator_gradients = lambda b, fake: (
+        [tf.zeros_like(v) for v in model.discriminator.trainable_variables], {"real": zero, "fake": zero})
+
+    def spectral(net):
+        layers = [sub for sub in net._flatten_layers() if isinstance(sub, SpectralConv)]
+        assert layers
+        return [(sub, sub.u.numpy().astype(np.float64), sub.weight_matrix().numpy().astype(np.float64))
+                for sub in layers]
+
+    before = {"discriminator": (spectral(model.discriminator), 2), "generator": (spectral(model.generator), 1)}
+    model.train_step(batch)
+    for net, (layers, iterations) in before.items():
+        for layer, u, matrix in layers:
+            for _ in range(iterations):
+                v = matrix.T @ u
+                v /= np.linalg.norm(v)
+                u = matrix @ v
+                u /= np.linalg.norm(u)
+            np.testing.assert_allclose(layer.u.numpy(), u, rtol=1e-4, atol=1e-5, err_msg=f"{net}: {layer.path}")
+
+
 def test_checkpoint_holds_every_variable(tmp_path):
     """Layers kept in Python lists (PatchMatch levels, projections, discriminator
     scales) were once invisible to tf.train.Checkpoint and restored as random."""

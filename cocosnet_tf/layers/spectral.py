@@ -60,8 +60,9 @@ class SpectralConv(keras.layers.Layer):
         forward). It is a step of its own, called by the training step outside the
         gradient functions: under tf.distribute an assign inside a nested (possibly
         XLA-compiled) tf.function is a cross-replica sync that is not allowed there."""
-        matrix = tf.cast(self.weight_matrix(), tf.float32)
-        v = _normalize(tf.linalg.matvec(matrix, tf.cast(self.u, tf.float32), transpose_a=True))
+        dtype = tf.float64 if self.u.dtype == "float64" else tf.float32  # float32 at least
+        matrix = tf.cast(self.weight_matrix(), dtype)
+        v = _normalize(tf.linalg.matvec(matrix, tf.cast(self.u, dtype), transpose_a=True))
         self.v.assign(v)
         self.u.assign(_normalize(tf.linalg.matvec(matrix, v)))
 
