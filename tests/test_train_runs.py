@@ -30,7 +30,7 @@ def start(run_dir, *overrides, resume=False, env=None):
                             text=True)
 
 
-def finish(process, timeout=600) -> str:
+def finish(process, timeout=900) -> str:
     out, _ = process.communicate(timeout=timeout)
     assert process.returncode == 0, out[-3000:]
     return out
