@@ -24,8 +24,11 @@ import logging
 import os
 import time
 
+import tensorflow as tf
+
 from cocosnet_tf.cli import add_run_arguments, add_set_argument, run
 from cocosnet_tf.config import ConfigError
+from cocosnet_tf.model import full_precision
 from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
 from export import layout
 from export.graph import float_function
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
             from export import to_onnx
 
             to_onnx.check_opset(opset)
-            if config.train.mixed_precision == "float64":
+            if full_precision(config) == tf.float64:
                 raise ConfigError(f"{args.run}: a float64 run (train.mixed_precision) cannot go to ONNX: "
                                   "ONNX Runtime has no float64 convolution on CPU; export it as a SavedModel")
         checkpoint = find_checkpoint(args.run, args.checkpoint)

@@ -20,6 +20,12 @@ import tensorflow as tf
 EPSILON = 1e-12  # torch.nn.functional.normalize's eps
 
 
+def _at_least_float32(dtype) -> tf.DType:
+    """sigma and the power iteration run in float64 for float64, else in float32
+    (under a mixed policy too: float16 has too little range for sigma)."""
+    return tf.float64 if tf.as_dtype(dtype) == tf.float64 else tf.float32
+
+
 def _normalize(x: tf.Tensor) -> tf.Tensor:
     return x / tf.maximum(tf.norm(x), EPSILON)
 
@@ -60,7 +66,7 @@ class SpectralConv(keras.layers.Layer):
         forward). It is a step of its own, called by the training step outside the
         gradient functions: under tf.distribute an assign inside a nested (possibly
         XLA-compiled) tf.function is a cross-replica sync that is not allowed there."""
-        dtype = tf.float64 if self.u.dtype == "float64" else tf.float32  # float32 at least
+        dtype = _at_least_float32(self.u.dtype)
         matrix = tf.cast(self.weight_matrix(), dtype)
         v = _normalize(tf.linalg.matvec(matrix, tf.cast(self.u, dtype), transpose_a=True))
         self.v.assign(v)
@@ -69,7 +75,7 @@ class SpectralConv(keras.layers.Layer):
     def call(self, x):
         # sigma in float32 at least, whatever the dtype policy (autocast reads variables
         # in the compute dtype); u and v are constants here, as PyTorch's
-        dtype = tf.float64 if x.dtype == tf.float64 else tf.float32
+        dtype = _at_least_float32(x.dtype)
         matrix = tf.cast(self.weight_matrix(), dtype)
         u, v = tf.cast(self.u, dtype), tf.cast(self.v, dtype)
         sigma = tf.tensordot(u, tf.linalg.matvec(matrix, v), 1)
