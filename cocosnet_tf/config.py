@@ -136,6 +136,7 @@ class ModelConfig:
     nef: int = 32  # domain-alignment U-Net width
     ngf: int = 64  # generator width
     ndf: int = 64  # discriminator width
+    spade_hidden: int = 128  # hidden width of every SPADE (generator and U-Nets); official 128
     corr_levels: int = 4  # correspondence levels: S/8 ... S (coarsest level dense)
     temperature: float = 0.01
     patchmatch_iterations: int = 5
@@ -427,7 +428,7 @@ def _check_values(c: Config) -> None:
              f"{m.corr_levels}: the domain-alignment U-Net has features at S/8, S/4, S/2 and S; allowed 2..4")
     _require(m.topk == 16, "model.topk", f"{m.topk}: PatchMatch keeps the 16 candidates of its 4x4 "
              "initialisation window (as the official code); allowed: 16")
-    for key in ("nef", "ngf", "ndf", "gru_hidden", "num_discriminators", "discriminator_layers"):
+    for key in ("nef", "ngf", "ndf", "spade_hidden", "gru_hidden", "num_discriminators", "discriminator_layers"):
         value = getattr(m, key)
         _require(value >= 1, f"model.{key}", f"must be >= 1, got {value}")
     _require(m.patchmatch_iterations >= 0, "model.patchmatch_iterations",

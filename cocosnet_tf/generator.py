@@ -13,25 +13,27 @@ import keras
 import tensorflow as tf
 
 from cocosnet_tf.config import SIZE_MULTIPLE as DOWNSAMPLING  # five 2x upsamplings to the image
-from cocosnet_tf.layers.blocks import LEAK, SPADEResnetBlock, conv, resize_nearest, upsample2
+from cocosnet_tf.layers.blocks import LEAK, SPADE_HIDDEN, SPADEResnetBlock, conv, resize_nearest, upsample2
 from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.remat import rematerialized
 
 
 @keras.saving.register_keras_serializable("cocosnet")
 class Generator(Composite, keras.layers.Layer):
-    def __init__(self, semantic_nc: int, levels: int = 4, ngf: int = 64, recompute: bool = False, **kwargs):
+    def __init__(self, semantic_nc: int, levels: int = 4, ngf: int = 64, recompute: bool = False,
+                 spade_hidden: int = SPADE_HIDDEN, **kwargs):
         super().__init__(**kwargs)
         self.semantic_nc, self.levels, self.ngf, self.recompute = semantic_nc, levels, ngf, recompute
+        self.spade_hidden = spade_hidden
         nf = ngf
         self.fc = conv(8 * nf, 3, padding="same", name="fc")
-        self.head_0 = SPADEResnetBlock(8 * nf, 8 * nf, name="head_0")
-        self.middle_0 = SPADEResnetBlock(8 * nf, 8 * nf, name="G_middle_0")
-        self.middle_1 = SPADEResnetBlock(8 * nf, 8 * nf, name="G_middle_1")
-        self.up_0 = SPADEResnetBlock(8 * nf, 8 * nf, name="up_0")
-        self.up_1 = SPADEResnetBlock(8 * nf, 4 * nf, name="up_1")
-        self.up_2 = SPADEResnetBlock(4 * nf, 2 * nf, name="up_2")
-        self.up_3 = SPADEResnetBlock(2 * nf, nf, name="up_3")
+        self.head_0 = SPADEResnetBlock(8 * nf, 8 * nf, spade_hidden, name="head_0")
+        self.middle_0 = SPADEResnetBlock(8 * nf, 8 * nf, spade_hidden, name="G_middle_0")
+        self.middle_1 = SPADEResnetBlock(8 * nf, 8 * nf, spade_hidden, name="G_middle_1")
+        self.up_0 = SPADEResnetBlock(8 * nf, 8 * nf, spade_hidden, name="up_0")
+        self.up_1 = SPADEResnetBlock(8 * nf, 4 * nf, spade_hidden, name="up_1")
+        self.up_2 = SPADEResnetBlock(4 * nf, 2 * nf, spade_hidden, name="up_2")
+        self.up_3 = SPADEResnetBlock(2 * nf, nf, spade_hidden, name="up_3")
         self.conv_img = conv(3, 3, padding="same", name="conv_img")
 
     def conditioning(self, label: tf.Tensor, warps: list[tf.Tensor]) -> tf.Tensor:
@@ -58,4 +60,4 @@ class Generator(Composite, keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "semantic_nc": self.semantic_nc, "levels": self.levels, "ngf": self.ngf,
-                "recompute": self.recompute}
+                "recompute": self.recompute, "spade_hidden": self.spade_hidden}

@@ -72,7 +72,7 @@ class CoCosNet(Composite, keras.Model):
         with global_policy(self.full_precision.name):
             self.correspondence = CorrespondenceNet.from_config_object(m, semantic_nc, dtype=self.full_precision.name,
                                                                        name="correspondence")
-        self.generator = Generator(semantic_nc, m.corr_levels, m.ngf, m.recompute, name="generator")
+        self.generator = Generator(semantic_nc, m.corr_levels, m.ngf, m.recompute, m.spade_hidden, name="generator")
         self.discriminator = MultiscaleDiscriminator(m.ndf, m.discriminator_layers, m.num_discriminators,
                                                      name="discriminator")
         self._loss_networks = LossNetworks()
@@ -149,17 +149,23 @@ class CoCosNet(Composite, keras.Model):
             if w.contextual > 0:
                 exemplar_f = vgg.features(vgg_model, exemplar)
                 losses["contextual"] = w.contextual * self._average(contextual.contextual_vgg(fake_f, exemplar_f))
+        return {**losses, **self.correspondence_losses(batch, out, self_ref_total)}, fake
+
+    def correspondence_losses(self, batch, out, self_ref_total):
+        """The correspondence network's own losses (warp-self, warp-cycle, alignment) on its
+        output `out` for `batch` (called with the ground truth image), as weighted shares."""
+        w, losses = self.config.losses, {}
         if w.warp_self > 0:
             # the self_ref-weighted mean over the global batch
-            per_sample = batch["self_ref"] * correspondence.warp_self(out["warps"], image)
+            per_sample = batch["self_ref"] * correspondence.warp_self(out["warps"], batch["image"])
             losses["warp_self"] = w.warp_self * tf.reduce_sum(per_sample) / (self_ref_total + SELF_REF_EPSILON)
         if w.warp_cycle > 0:
             losses["warp_cycle"] = w.warp_cycle * self._average(
-                correspondence.warp_cycle(out["cycle_warp"], exemplar))
+                correspondence.warp_cycle(out["cycle_warp"], batch["exemplar"]))
         if w.alignment > 0:
             losses["alignment"] = w.alignment * self._average(
                 correspondence.alignment(out["features"], out["target_features"]))
-        return losses, fake
+        return losses
 
     def _generator_gradients_eager(self, batch, self_ref_total):
         variables = self.generator_variables()

@@ -210,11 +210,9 @@ class Trainer:
             tf.summary.image("samples", grid[None], step=step)
 
 
-def heldout_report(model, data_config, batches: int = 4, batch_size: int = 8) -> dict:
-    """Finest-level end-point error (in that level's pixels) against the zero flow, and
-    the finest warp's PSNR against the unwarped exemplar, both compared with the target
-    pooled to that level, on held-out pairs with true flow."""
-    errors, zero_errors, warp_psnr, exemplar_psnr = [], [], [], []
+def finest_predictions(model, data_config, batches: int, batch_size: int):
+    """Per held-out batch with known flow at the finest level: (batch as NumPy, the
+    correspondence's output, true flow and its mask at that level, predicted positions)."""
     factor = level_factor(model.config.model.corr_levels - 1)
     for i, batch in enumerate(build_dataset(data_config, batch_size, repeat=False)):
         if i == batches:
@@ -223,9 +221,18 @@ def heldout_report(model, data_config, batches: int = 4, batch_size: int = 8) ->
         out = model.correspondence(batch["label"], batch["exemplar"], batch["exemplar_label"])
         flow, mask = metrics.flow_at_level(batch["flow"], metrics.valid_flow_mask(batch["flow"], batch["has_flow"]),
                                            factor)
-        if not out["positions"] or not mask.any():
-            continue
-        predicted = metrics.expected_positions(out["positions"][-1].numpy(), out["weights"][-1].numpy())
+        if out["positions"] and mask.any():
+            predicted = metrics.expected_positions(out["positions"][-1].numpy(), out["weights"][-1].numpy())
+            yield batch, out, flow, mask, predicted
+
+
+def heldout_report(model, data_config, batches: int = 4, batch_size: int = 8) -> dict:
+    """Finest-level end-point error (in that level's pixels) against the zero flow, and
+    the finest warp's PSNR against the unwarped exemplar, both compared with the target
+    pooled to that level, on held-out pairs with true flow."""
+    errors, zero_errors, warp_psnr, exemplar_psnr = [], [], [], []
+    factor = level_factor(model.config.model.corr_levels - 1)
+    for batch, out, flow, mask, predicted in finest_predictions(model, data_config, batches, batch_size):
         errors.append(metrics.endpoint_errors(predicted, flow, mask))
         b, h, w = mask.shape
         zero_errors.append(metrics.endpoint_errors(metrics.identity_positions(b, h, w), flow, mask))

@@ -66,3 +66,22 @@ def test_downsample_excludes_padding_like_torch_count_include_pad_false():
     expected = np.array([[np.mean(x[0, :2, :2]), np.mean(x[0, :2, 1:4])],
                          [np.mean(x[0, 1:4, :2]), np.mean(x[0, 1:4, 1:4])]])
     np.testing.assert_allclose(out, expected, rtol=1e-6)
+
+
+def test_model_spade_hidden_sets_every_spade_of_the_generator_and_both_alignment_unets():
+    from cocosnet_tf.config import load_config
+    from cocosnet_tf.model import CoCosNet
+
+    config = load_config(None, ["data.crop_size=[64,64]", "model.nef=4", "model.ngf=4", "model.ndf=4",
+                                "model.corr_levels=3", "model.spade_hidden=6"])
+    model = CoCosNet(config, config.data.semantic_nc)
+    model.build_inference(64, 64)
+    shared = [v for v in model.weights if "mlp_shared" in v.path and v.path.endswith("kernel")]
+    for owner, blocks in (("adaptive_model_seg/", 3), ("adaptive_model_img/", 3), ("generator/", 7)):
+        # every SPADE of every block (2, or 3 with a learned shortcut)
+        widths = [v.shape[-1] for v in shared if owner in v.path]
+        assert len(widths) >= 2 * blocks and set(widths) == {6}, (owner, widths)
+    # a saved layer rebuilds with its width
+    block = model.generator.up_3
+    assert type(block).from_config(block.get_config()).hidden == 6
+    assert model.correspondence.get_config()["spade_hidden"] == 6

@@ -6,7 +6,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from cocosnet_tf.layers.blocks import LEAK, ResidualBlock, SPADEResnetBlock, conv, resize_nearest, spectral
+from cocosnet_tf.layers.blocks import (LEAK, SPADE_HIDDEN, ResidualBlock, SPADEResnetBlock, conv, resize_nearest,
+                                      spectral)
 from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.norms import instance_norm
 from cocosnet_tf.layers.remat import banded, rematerialized
@@ -64,18 +65,20 @@ class AlignmentUNet(Composite, keras.layers.Layer):
     """Returns the first `levels` of [x6 (S/8, 4nef), x7 (S/4, 4nef), x8 (S/2, 2nef),
     x9 (S, nef)]; decoder blocks of unused levels are not built."""
 
-    def __init__(self, nef: int = 32, levels: int = 4, recompute: bool = False, band: int = 0, **kwargs):
+    def __init__(self, nef: int = 32, levels: int = 4, recompute: bool = False, band: int = 0,
+                 spade_hidden: int = SPADE_HIDDEN, **kwargs):
         super().__init__(**kwargs)
         self.nef, self.levels, self.recompute, self.band = nef, levels, recompute, band
+        self.spade_hidden = spade_hidden
         self.layer1 = EncoderStage(nef, 1, False, name="layer1")
         self.layer2 = EncoderStage(nef * 2, 1, True, name="layer2")
         self.layer3 = EncoderStage(nef * 4, 2, True, name="layer3")
         self.layer4 = EncoderStage(nef * 4, 2, True, name="layer4")
         self.layer5 = EncoderStage(nef * 4, 2, True, name="layer5")
-        self.head_0 = SPADEResnetBlock(nef * 4, nef * 4, name="head_0")
-        self.middle_0 = SPADEResnetBlock(nef * 4, nef * 4, name="G_middle_0")
-        self.middle_1 = SPADEResnetBlock(nef * 4, nef * 2, name="G_middle_1") if levels >= 3 else None
-        self.middle_2 = SPADEResnetBlock(nef * 2, nef, name="G_middle_2") if levels >= 4 else None
+        self.head_0 = SPADEResnetBlock(nef * 4, nef * 4, spade_hidden, name="head_0")
+        self.middle_0 = SPADEResnetBlock(nef * 4, nef * 4, spade_hidden, name="G_middle_0")
+        self.middle_1 = SPADEResnetBlock(nef * 4, nef * 2, spade_hidden, name="G_middle_1") if levels >= 3 else None
+        self.middle_2 = SPADEResnetBlock(nef * 2, nef, spade_hidden, name="G_middle_2") if levels >= 4 else None
 
     def call(self, x, training=False):
         seg = x  # the official code conditions SPADE on the input itself
@@ -98,4 +101,4 @@ class AlignmentUNet(Composite, keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "nef": self.nef, "levels": self.levels, "recompute": self.recompute,
-                "band": self.band}
+                "band": self.band, "spade_hidden": self.spade_hidden}

@@ -24,7 +24,7 @@ from cocosnet_tf.config import ModelConfig
 from cocosnet_tf.correspondence import sampling
 from cocosnet_tf.correspondence.alignment import AlignmentUNet
 from cocosnet_tf.correspondence.patchmatch import PatchMatchLevel, initial_offsets, pixel_grid
-from cocosnet_tf.layers.blocks import average_pool, checkpointed, conv
+from cocosnet_tf.layers.blocks import SPADE_HIDDEN, average_pool, checkpointed, conv
 from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.norms import l2_normalize_channels
 
@@ -101,14 +101,15 @@ def swap_xy(positions: tf.Tensor) -> tf.Tensor:
 class CorrespondenceNet(Composite, keras.Model):
     def __init__(self, semantic_nc: int, nef: int = 32, levels: int = 4, temperature: float = 0.01,
                  iterations: int = 5, candidates: int = 16, gru_hidden: int = 32, sampling: str = "bilinear",
-                 chunk: int = 0, seed: int = 0, recompute: bool = False, band: int = 0, **kwargs):
+                 chunk: int = 0, seed: int = 0, recompute: bool = False, band: int = 0,
+                 spade_hidden: int = SPADE_HIDDEN, **kwargs):
         super().__init__(**kwargs)
         self.semantic_nc, self.nef, self.levels = semantic_nc, nef, levels
         self.temperature, self.iterations, self.candidates = temperature, iterations, candidates
         self.gru_hidden, self.sampling, self.chunk, self.seed = gru_hidden, sampling, chunk, seed
-        self.recompute, self.band = recompute, band
-        self.unet_label = AlignmentUNet(nef, levels, recompute, band, name="adaptive_model_seg")
-        self.unet_exemplar = AlignmentUNet(nef, levels, recompute, band, name="adaptive_model_img")
+        self.recompute, self.band, self.spade_hidden = recompute, band, spade_hidden
+        self.unet_label = AlignmentUNet(nef, levels, recompute, band, spade_hidden, name="adaptive_model_seg")
+        self.unet_exemplar = AlignmentUNet(nef, levels, recompute, band, spade_hidden, name="adaptive_model_img")
         self.theta = checkpointed(self, "theta", [conv(nef, 1, name=f"theta_{i}") for i in range(levels)])
         self.phi = checkpointed(self, "phi", [conv(nef, 1, name=f"phi_{i}") for i in range(levels)])
         self.patch_match = checkpointed(self, "patch_match", [
@@ -121,7 +122,8 @@ class CorrespondenceNet(Composite, keras.Model):
     def from_config_object(cls, model: ModelConfig, semantic_nc: int, **kwargs) -> "CorrespondenceNet":
         return cls(semantic_nc, model.nef, model.corr_levels, model.temperature, model.patchmatch_iterations,
                    model.topk, model.gru_hidden, model.sampling, model.inference_chunk,
-                   recompute=model.recompute, band=model.recompute_band, **kwargs)
+                   recompute=model.recompute, band=model.recompute_band, spade_hidden=model.spade_hidden,
+                   **kwargs)
 
     def _check(self, label, exemplar, exemplar_label, image):
         named = {"label": label, "exemplar": exemplar, "exemplar_label": exemplar_label}
@@ -182,4 +184,4 @@ class CorrespondenceNet(Composite, keras.Model):
         return {**super().get_config(), "semantic_nc": self.semantic_nc, "nef": self.nef, "levels": self.levels,
                 "temperature": self.temperature, "iterations": self.iterations, "candidates": self.candidates,
                 "gru_hidden": self.gru_hidden, "sampling": self.sampling, "chunk": self.chunk, "seed": self.seed,
-                "recompute": self.recompute, "band": self.band}
+                "recompute": self.recompute, "band": self.band, "spade_hidden": self.spade_hidden}

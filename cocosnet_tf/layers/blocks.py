@@ -10,7 +10,7 @@ from cocosnet_tf.layers.lean_conv import LeanConv2D
 from cocosnet_tf.layers.norms import ReflectionPad, instance_norm, positional_norm
 from cocosnet_tf.layers.spectral import SpectralConv
 
-SPADE_HIDDEN = 128
+SPADE_HIDDEN = 128  # the official SPADE's hidden width (model.spade_hidden)
 LEAK = 0.2
 
 
@@ -94,11 +94,11 @@ def resize_nearest(x: tf.Tensor, size) -> tf.Tensor:
 class SPADE(Composite, keras.layers.Layer):
     """PONO-normalised x, modulated by (1 + gamma) and beta predicted from the semantic map."""
 
-    def __init__(self, channels: int, **kwargs):
+    def __init__(self, channels: int, hidden: int = SPADE_HIDDEN, **kwargs):
         super().__init__(**kwargs)
-        self.channels = channels
+        self.channels, self.hidden = channels, hidden
         self.pad = ReflectionPad(1)
-        self.mlp_shared = conv(SPADE_HIDDEN, 3, name="mlp_shared")
+        self.mlp_shared = conv(hidden, 3, name="mlp_shared")
         self.mlp_gamma = conv(channels, 3, name="mlp_gamma")
         self.mlp_beta = conv(channels, 3, name="mlp_beta")
 
@@ -111,7 +111,7 @@ class SPADE(Composite, keras.layers.Layer):
         return normalized * (1 + gamma) + beta
 
     def get_config(self):
-        return {**super().get_config(), "channels": self.channels}
+        return {**super().get_config(), "channels": self.channels, "hidden": self.hidden}
 
 
 @keras.saving.register_keras_serializable("cocosnet")
@@ -123,19 +123,19 @@ class SPADEResnetBlock(Composite, keras.layers.Layer):
     # 2, then conv_0 and conv_1 one each
     REACH = 4
 
-    def __init__(self, fin: int, fout: int, **kwargs):
+    def __init__(self, fin: int, fout: int, hidden: int = SPADE_HIDDEN, **kwargs):
         super().__init__(**kwargs)
-        self.fin, self.fout = fin, fout
+        self.fin, self.fout, self.hidden = fin, fout, hidden
         self.learned_shortcut = fin != fout
         middle = min(fin, fout)
         self.pad = ReflectionPad(1)
         self.conv_0 = spectral(conv(middle, 3), name="conv_0")
         self.conv_1 = spectral(conv(fout, 3), name="conv_1")
-        self.norm_0 = SPADE(fin, name="norm_0")
-        self.norm_1 = SPADE(middle, name="norm_1")
+        self.norm_0 = SPADE(fin, hidden, name="norm_0")
+        self.norm_1 = SPADE(middle, hidden, name="norm_1")
         if self.learned_shortcut:
             self.conv_s = spectral(conv(fout, 1, use_bias=False), name="conv_s")
-            self.norm_s = SPADE(fin, name="norm_s")
+            self.norm_s = SPADE(fin, hidden, name="norm_s")
 
     def call(self, x, segmap):
         segmap = resize_nearest(segmap, tf.shape(x)[1:3])
@@ -145,4 +145,4 @@ class SPADEResnetBlock(Composite, keras.layers.Layer):
         return shortcut + dx
 
     def get_config(self):
-        return {**super().get_config(), "fin": self.fin, "fout": self.fout}
+        return {**super().get_config(), "fin": self.fin, "fout": self.fout, "hidden": self.hidden}
