@@ -64,13 +64,16 @@ def main(argv=None) -> int:
     import keras
     import tensorflow as tf
 
-    from cocosnet_tf.config import load_config
+    from cocosnet_tf.config import ConfigError, load_config
     from cocosnet_tf.data.pipeline import build_dataset
     from cocosnet_tf.layers.spectral import power_iterations
-    from cocosnet_tf.model import TRAIN_KEYS, CoCosNet
+    from cocosnet_tf.model import CoCosNet
     from cocosnet_tf.train import heldout_data, heldout_report
 
-    config = load_config(args.config, args.overrides)
+    try:
+        config = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        parser.error(str(err))
     if config.data.dataset != "synthetic" or config.model.corr_levels < 2:
         parser.error("needs data.dataset: synthetic (true flow, class 0 the background) and model.corr_levels >= 2")
     keras.mixed_precision.set_dtype_policy(config.train.mixed_precision)
@@ -83,7 +86,7 @@ def main(argv=None) -> int:
 
     @tf.function
     def train_step(batch):
-        batch = {k: tf.cast(v, model.full_precision) for k, v in batch.items() if k in TRAIN_KEYS}
+        batch = model.training_batch(batch)
         with tf.GradientTape() as tape:
             out = net(batch["label"], batch["exemplar"], batch["exemplar_label"], image=batch["image"],
                       training=True, step=optimizer.iterations)

@@ -189,8 +189,12 @@ class CoCosNet(Composite, keras.Model):
             scaled = self.d_optimizer.scale_loss(total)
         return tape.gradient(scaled, variables), losses
 
+    def training_batch(self, batch):
+        """The keys a training step reads, in the full-precision dtype."""
+        return {k: tf.cast(v, self.full_precision) for k, v in batch.items() if k in TRAIN_KEYS}
+
     def train_step(self, batch):
-        batch = {k: tf.cast(v, self.full_precision) for k, v in batch.items() if k in TRAIN_KEYS}
+        batch = self.training_batch(batch)
         context = tf.distribute.get_replica_context()
         self_ref_total = tf.reduce_sum(batch["self_ref"])
         if context is not None:
