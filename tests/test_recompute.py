@@ -7,6 +7,8 @@ biases of convolutions followed by an instance norm have a true gradient of zero
 what is computed for them is rounding noise that differs with the order of the sums.
 """
 
+import time
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -14,6 +16,7 @@ import tensorflow as tf
 from cocosnet_tf.correspondence.alignment import AlignmentUNet
 from cocosnet_tf.correspondence.patchmatch import PatchMatchLevel, initial_offsets
 from cocosnet_tf.generator import Generator
+from cocosnet_tf.layers.remat import in_sequence, rematerialized
 
 RNG = np.random.default_rng(0)
 
@@ -83,3 +86,40 @@ def test_generator_passes_gradients_to_the_warps():
 
     assert_same_gradients(lambda recompute: Generator(5, levels=2, ngf=4, recompute=recompute),
                           [tensor(1, 64, 64, 5), tensor(1, 8, 8, 3), tensor(1, 16, 16, 3)], call, scale=10.0)
+
+
+@pytest.mark.parametrize("sequenced", [True, False])
+def test_spans_run_one_after_the_other_in_both_passes(sequenced):
+    """in_sequence forces its spans' order; without it the graph executor runs
+    independent spans side by side (the control: each span as its own checkpointed block)."""
+    intervals = []
+
+    def record(x):
+        start = time.perf_counter()
+        time.sleep(0.05)  # releases the GIL: spans scheduled together overlap
+        intervals.append((start, time.perf_counter()))
+        return np.float32(0)
+
+    def block(x, shared):
+        # stateless: tf.function orders stateful ops (py_function) by itself
+        marker = tf.numpy_function(record, [x], tf.float32, stateful=False)
+        return tf.tanh(x * shared) + tf.stop_gradient(marker)
+
+    spans = [(i, i + 2) * 2 for i in range(0, 8, 2)]
+
+    @tf.function  # arguments, not captured constants: grappler would fold the markers
+    def step(x, shared):
+        with tf.GradientTape() as tape:
+            tape.watch([x, shared])
+            if sequenced:
+                y = in_sequence(block, [x, shared], [True, False], spans)
+            else:
+                y = tf.concat([rematerialized(block, True)(x[:, a:b], shared) for a, b, _, _ in spans], axis=1)
+            loss = tf.reduce_sum(y * y)
+        return tape.gradient(loss, [x, shared])
+
+    step(tensor(1, 8, 3), tensor(1, 1, 3))
+    assert len(intervals) == 8  # 4 spans forward, 4 recomputed backward
+    ordered = sorted(intervals)
+    overlaps = sum(later[0] < earlier[1] for earlier, later in zip(ordered, ordered[1:]))
+    assert (overlaps == 0) == sequenced, f"{overlaps} overlapping spans"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from cocosnet_tf.layers.remat import rematerialized
+from cocosnet_tf.layers.remat import in_sequence, rematerialized
 
 
 def clamp(positions: tf.Tensor, height, width) -> tuple[tf.Tensor, tf.Tensor]:
@@ -95,15 +95,14 @@ def chunked(fn, tensors: list[tf.Tensor], chunk: int) -> tf.Tensor:
 
 def checkpointed_chunks(fn, tensors: list[tf.Tensor], shared: list[tf.Tensor], chunk: int) -> tf.Tensor:
     """fn(*slices, *shared) over `chunk`-row slices of axis 1 of `tensors`, concatenated,
-    for training: each slice is its own checkpointed block, so the backward pass holds one
-    slice's intermediates at a time (a map_fn's gradient, as in `chunked`, keeps them all).
-    The slices are unrolled, so M must be static, as it is for a training crop; with M
-    unknown, or a chunk of 0, fn runs once, still checkpointed. Every tensor, `shared`
-    included, gets its gradient."""
-    block = rematerialized(fn, True)
+    for training: checkpointed, and the slices run one after the other in both passes
+    (`in_sequence`), so the backward pass holds one slice's intermediates and one
+    running sum of the gradient of each `shared` tensor (a map_fn's gradient, as in
+    `chunked`, keeps every slice's intermediates). The slices are unrolled, so M must be
+    static, as it is for a training crop; with M unknown, or a chunk of 0, fn runs once,
+    still checkpointed. Every tensor, `shared` included, gets its gradient."""
     m = tensors[0].shape[1]
     if chunk <= 0 or m is None or m <= chunk:
-        return block(*tensors, *shared)
-    sizes = [chunk] * (m // chunk) + ([m % chunk] if m % chunk else [])
-    pieces = zip(*[tf.split(t, sizes, axis=1) for t in tensors])
-    return tf.concat([block(*piece, *shared) for piece in pieces], axis=1)
+        return rematerialized(fn, True)(*tensors, *shared)
+    spans = [(start, min(m, start + chunk)) * 2 for start in range(0, m, chunk)]
+    return in_sequence(fn, [*tensors, *shared], [True] * len(tensors) + [False] * len(shared), spans)

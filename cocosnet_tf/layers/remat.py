@@ -32,19 +32,17 @@ def rematerialized(block, enabled: bool):
 
 
 def banded(block, enabled: bool, radius: int, positions: int):
-    """`block` over bands of rows, recomputed one band after the other in the backward
-    pass, in training with recompute; `block` itself otherwise.
+    """`block` over bands of rows, in training with recompute; `block` itself otherwise.
 
     Every argument is [B, H, ...] with the same H (axis 1), every output too. `block` must
     be local: each output row depends on input rows at most `radius` away (convolutions'
     and propagations' reach, summed). Each band then runs on its rows plus `radius` rows
     of context on either side and keeps its own rows, which are exactly those of the
     whole map (whatever the padding at a band's cut edge does reaches no further than
-    `radius` rows in); gradients are exact too. A band covers about `positions` pixels.
-    The backward pass recomputes and differentiates the bands in sequence (each waits for
-    the previous band's gradients), so it holds one band's activations, not the whole
-    map's; separate checkpointed blocks would be run side by side by the graph executor.
-    With `positions` 0, or a map that fits one band, the block runs whole, checkpointed.
+    `radius` rows in); gradients are exact too. A band covers about `positions` pixels,
+    and the bands run one after the other (`in_sequence`), so either pass holds one
+    band's activations, not the whole map's. With `positions` 0, or a map that fits one
+    band, the block runs whole, checkpointed.
     """
     if not enabled:
         return block
@@ -57,45 +55,67 @@ def banded(block, enabled: bool, radius: int, positions: int):
         rows = max(1, positions // width)
         spans = [(start, min(height, start + rows), max(0, start - radius), min(height, start + rows + radius))
                  for start in range(0, height, rows)]
-        floating = [t.dtype.is_floating for t in tensors]
-        structure = []
-
-        def band(span, arguments):
-            start, stop, low, high = span
-            result = block(*[t[:, low:high] for t in arguments])
-            structure[:] = [result]
-            return [r[:, start - low:stop - low] for r in tf.nest.flatten(result)]
-
-        @tf.custom_gradient
-        def sequenced(*inputs):
-            given = iter(inputs)
-            arguments = [next(given) if f else t for t, f in zip(tensors, floating)]
-            pieces = [band(span, arguments) for span in spans]
-            outputs = [tf.concat(parts, axis=1) for parts in zip(*pieces)]
-
-            def gradient(*output_gradients, variables=()):
-                input_gradients = [tf.zeros_like(t) for t in inputs]
-                variable_gradients = [tf.zeros_like(v) for v in variables]
-                done = list(output_gradients)
-                for span in spans:
-                    start, stop, low, high = span
-                    with tf.control_dependencies(done):
-                        own = [tf.identity(t) for t in inputs]
-                    with tf.GradientTape() as tape:
-                        tape.watch(own)
-                        given_own = iter(own)
-                        result = band(span, [next(given_own) if f else t for t, f in zip(tensors, floating)])
-                    grads = tape.gradient(result, own + list(variables),
-                                          output_gradients=[g[:, start:stop] for g in output_gradients],
-                                          unconnected_gradients=tf.UnconnectedGradients.ZERO)
-                    input_gradients = [a + b for a, b in zip(input_gradients, grads[:len(own)])]
-                    variable_gradients = [a + b for a, b in zip(variable_gradients, grads[len(own):])]
-                    done = input_gradients + variable_gradients
-                return input_gradients, variable_gradients
-
-            return outputs, gradient
-
-        outputs = sequenced(*[t for t, f in zip(tensors, floating) if f])
-        return tf.nest.pack_sequence_as(structure[0], list(outputs))
+        return in_sequence(block, tensors, [True] * len(tensors), spans)
 
     return run
+
+
+def in_sequence(block, tensors, sliced, spans):
+    """block over spans of axis 1, one span after the other in the forward pass and in
+    the backward pass, which recomputes each span's activations (checkpointing).
+
+    A span (start, stop, low, high) runs `block` on rows low:high of every argument
+    whose `sliced` is true (the others whole) and keeps rows start:stop of each output
+    (start - low:stop - low of what it returned); the outputs are those rows, concatenated.
+    The order is forced with control dependencies: the graph executor would otherwise
+    run independent spans side by side and hold their activations together, and keep
+    every span's gradient of a whole argument until the last one is done. Here the
+    gradients are summed as the spans finish. Floating arguments and the variables the
+    block reads get gradients; integer and boolean ones are passed through.
+    """
+    floating = [t.dtype.is_floating for t in tensors]
+    structure = []
+
+    def arguments(given):
+        given = iter(given)
+        return [next(given) if f else t for t, f in zip(tensors, floating)]
+
+    def run_span(span, args):
+        start, stop, low, high = span
+        result = block(*[t[:, low:high] if cut else t for t, cut in zip(args, sliced)])
+        structure[:] = [result]
+        return [r[:, start - low:stop - low] for r in tf.nest.flatten(result)]
+
+    def after(done, inputs):
+        with tf.control_dependencies(done):
+            return [tf.identity(t) for t in inputs]
+
+    @tf.custom_gradient
+    def sequenced(*inputs):
+        pieces = []
+        for span in spans:
+            pieces.append(run_span(span, arguments(after(pieces[-1] if pieces else [], inputs))))
+        outputs = [tf.concat(parts, axis=1) for parts in zip(*pieces)]
+
+        def gradient(*output_gradients, variables=()):
+            input_gradients = [tf.zeros_like(t) for t in inputs]
+            variable_gradients = [tf.zeros_like(v) for v in variables]
+            done = list(output_gradients)
+            for span in spans:
+                start, stop = span[:2]
+                own = after(done, inputs)
+                with tf.GradientTape() as tape:
+                    tape.watch(own)
+                    result = run_span(span, arguments(own))
+                grads = tape.gradient(result, own + list(variables),
+                                      output_gradients=[g[:, start:stop] for g in output_gradients],
+                                      unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                input_gradients = [a + b for a, b in zip(input_gradients, grads[:len(own)])]
+                variable_gradients = [a + b for a, b in zip(variable_gradients, grads[len(own):])]
+                done = input_gradients + variable_gradients
+            return input_gradients, variable_gradients
+
+        return outputs, gradient
+
+    outputs = sequenced(*[t for t, f in zip(tensors, floating) if f])
+    return tf.nest.pack_sequence_as(structure[0], list(outputs))
