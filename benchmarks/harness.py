@@ -27,12 +27,7 @@ def current_rss_gb() -> float:
 
 
 def guard_memory(limit_gb: float) -> None:
-    """Stop this process (exit 3) as soon as its RSS passes the limit. Also sets the
-    allocator up as the project's commands do (cocosnet_tf.memory), so that a case's
-    peak RSS is what a command would see."""
-    from cocosnet_tf.memory import return_freed_tensors
-
-    return_freed_tensors()
+    """Stop this process (exit 3) as soon as its RSS passes the limit."""
 
     def watch():
         while True:

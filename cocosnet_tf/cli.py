@@ -9,7 +9,6 @@ import sys
 
 from cocosnet_tf.config import Config, ConfigError, load_config
 from cocosnet_tf.fileio import DataError
-from cocosnet_tf.memory import return_freed_tensors
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo.yaml")
 
@@ -46,7 +45,6 @@ def config_from_args(args: argparse.Namespace) -> Config:
 def run(main_fn) -> None:
     """Run a command body; configuration and data errors end it with one clear line."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return_freed_tensors()
     import tensorflow as tf
 
     try:
