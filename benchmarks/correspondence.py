@@ -53,8 +53,8 @@ def dense_everywhere(net, label, exemplar, exemplar_label):
     return tf.add_n([tf.reduce_sum(w) for w in warps])
 
 
-def run_case(case: dict) -> dict:
-    guard_memory(case["max_rss_gb"])
+def case_step(case: dict):
+    """The case's computation, a function of no arguments on fixed random inputs."""
     import numpy as np
     import tensorflow as tf
 
@@ -85,7 +85,15 @@ def run_case(case: dict) -> dict:
     else:
         def step():
             return dense_everywhere(net, label, exemplar, exemplar_label)
+    return step
 
+
+def run_case(case: dict) -> dict:
+    guard_memory(case["max_rss_gb"])
+    import numpy as np
+    import tensorflow as tf
+
+    step = case_step(case)
     fn = tf.function(step, jit_compile=case["xla"])
     idle = current_rss_gb()
     start = time.perf_counter()

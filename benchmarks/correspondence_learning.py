@@ -3,6 +3,7 @@
     python benchmarks/correspondence_learning.py                      # demo config, 1000 steps
     python benchmarks/correspondence_learning.py --steps 600 --every 200 \\
         --set data.synthetic.warp_strength=2.0 data.synthetic.min_objects=8 data.synthetic.max_objects=14
+    python benchmarks/correspondence_learning.py --run runs/demo         # diagnose a trained run
 
 Trains only the correspondence network, on its own losses (warp-self, warp-cycle,
 alignment; the generator side's Adam, spectral power iterations as in training), and
@@ -12,6 +13,13 @@ pixels (class 0). A diagnostic for the demo's EPE target (README, "The demo run"
 separates what the correspondence learns from the generator and the discriminator, and
 shows where its error is. One process, no XLA; the table is printed as markdown and
 written to --out as JSON.
+
+With --run it trains nothing and diagnoses that run's correspondence on the same pairs:
+the finest level's EPE of the expected position (what the warp samples), of the
+top-weighted candidate and of the best of the K candidates (whether the search found
+the match), the mean largest softmax weight against 1/K (whether the scores tell the
+candidates apart), and the EPE when the target photo's exemplar-branch features stand
+in for the label's (whether the features localise at all, without the domain gap).
 """
 
 from __future__ import annotations
@@ -50,14 +58,54 @@ def region_errors(model, data_config, batches: int = 4, batch_size: int = 8) -> 
     return {**means, "background_share": sizes["background"] / max(1, sum(sizes.values()))}
 
 
+DIAGNOSIS = [("EPE", "epe"), ("zero flow", "zero_flow"), ("top-1 candidate EPE", "top1"),
+             ("best-of-K EPE", "best_of_k"), ("mean largest weight", "max_weight"), ("1 / K", "uniform"),
+             ("photo-to-photo EPE", "photo")]
+
+
+def diagnose(model, data_config, batches: int = 4, batch_size: int = 8) -> dict:
+    """The --run diagnosis (module docstring) on train.heldout_report's pairs."""
+    import numpy as np
+
+    from cocosnet_tf import metrics
+    from cocosnet_tf.layers.norms import l2_normalize_channels
+    from cocosnet_tf.train import finest_predictions
+
+    net, rows = model.correspondence, {key: [] for _, key in DIAGNOSIS if key != "uniform"}
+    for batch, out, flow, mask, predicted in finest_predictions(model, data_config, batches, batch_size):
+        positions, weights = out["positions"][-1].numpy(), out["weights"][-1].numpy()
+        top = np.take_along_axis(positions, np.argmax(weights, -1)[..., None, None], -2)[..., 0, :]
+        distances = np.hypot(*np.moveaxis(positions - flow[..., None, :], -1, 0))
+        *_, phi = net.projections(batch["label"], batch["exemplar"], batch["exemplar_label"])
+        theta = [l2_normalize_channels(t(f), centre=True)
+                 for t, f in zip(net.phi, net.align(batch["image"], batch["label"]))]
+        photo = net.match(theta, phi, batch["exemplar"])
+        rows["epe"].append(metrics.endpoint_errors(predicted, flow, mask))
+        rows["zero_flow"].append(metrics.endpoint_errors(metrics.identity_positions(*mask.shape), flow, mask))
+        rows["top1"].append(metrics.endpoint_errors(top, flow, mask))
+        rows["best_of_k"].append(distances.min(-1)[mask])
+        rows["max_weight"].append(weights.max(-1)[mask])
+        rows["photo"].append(metrics.endpoint_errors(
+            metrics.expected_positions(photo["positions"][-1].numpy(), photo["weights"][-1].numpy()), flow, mask))
+    result = {key: round(float(np.mean(np.concatenate(values))), 3) for key, values in rows.items()}
+    return {**result, "uniform": round(1.0 / weights.shape[-1], 4)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
     parser.add_argument("--set", nargs="*", default=[], dest="overrides", metavar="KEY=VALUE")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--every", type=int, default=200)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "correspondence_learning.json"))
+    parser.add_argument("--run", default=None, metavar="DIR", help="diagnose this trained run instead of training")
+    parser.add_argument("--out", default=None,
+                        help="JSON (default: benchmarks/results/correspondence_learning.json, "
+                             "or correspondence_diagnosis.json with --run)")
     args = parser.parse_args(argv)
+    results = ROOT / "benchmarks" / "results"
+    if args.run is not None:
+        return diagnose_run(parser, args.run, args.overrides, args.out or str(results / "correspondence_diagnosis.json"))
+    args.out = args.out or str(results / "correspondence_learning.json")
     if args.steps < 1 or args.every < 1:
         parser.error("--steps and --every must be >= 1")
 
@@ -114,6 +162,23 @@ def main(argv=None) -> int:
         print(markdown_table(COLUMNS, rows[-1:]).splitlines()[-1], flush=True)
     write_report(args.out, [{"config": args.config, "set": args.overrides, **row} for row in rows],
                  markdown_table(COLUMNS, rows))
+    return 0
+
+
+def diagnose_run(parser, run: str, overrides: list[str], out: str) -> int:
+    from cocosnet_tf.config import ConfigError
+    from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
+    from cocosnet_tf.train import heldout_data
+
+    try:
+        config = load_run_config(run, overrides)
+        model = load_model(config, find_checkpoint(run, None))
+    except ConfigError as err:
+        parser.error(str(err))
+    if config.data.dataset != "synthetic" or config.model.corr_levels < 2:
+        parser.error("needs a run on data.dataset: synthetic (true flow) with model.corr_levels >= 2")
+    row = {"run": run, "set": overrides, **diagnose(model, heldout_data(config))}
+    write_report(out, [row], markdown_table(DIAGNOSIS, [row]))
     return 0
 
 

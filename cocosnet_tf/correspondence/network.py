@@ -161,12 +161,22 @@ class CorrespondenceNet(Composite, keras.Model):
     def call(self, label, exemplar, exemplar_label, image=None, training=False, step=0):
         self._check(label, exemplar, exemplar_label, image)
         features, exemplar_features, theta, phi = self.projections(label, exemplar, exemplar_label, training)
+        out = {**self.match(theta, phi, exemplar, training, step),
+               "features": features, "exemplar_features": exemplar_features}
+        if image is not None:
+            out["target_features"] = self.align(image, label, training)
+        return out
+
+    def match(self, theta, phi, exemplar, training=False, step=0):
+        """The matching of projected features, per level (coarse to fine) theta of the
+        input and phi of the exemplar: the dense coarsest level, then PatchMatch at every
+        finer one, each started from the previous one's best match. Returns the module
+        docstring's keys but the features."""
         bilinear = self.sampling == "bilinear"
         warp, cycle_warp, best = dense_level(theta[0], phi[0], average_pool(exemplar, COARSEST_FACTOR),
                                              self.temperature, cycle=True, hard_best=not bilinear,
                                              chunk=0 if training else self.chunk)
-        out = {"warps": [warp], "cycle_warp": cycle_warp, "positions": [], "weights": [],
-               "dense_best": swap_xy(best), "features": features, "exemplar_features": exemplar_features}
+        out = {"warps": [warp], "cycle_warp": cycle_warp, "positions": [], "weights": [], "dense_best": swap_xy(best)}
         for level, patch_match in enumerate(self.patch_match, start=1):
             init = initial_offsets(best if bilinear else tf.stop_gradient(best))
             result = patch_match(theta[level], phi[level], average_pool(exemplar, level_factor(level)), init,
@@ -176,8 +186,6 @@ class CorrespondenceNet(Composite, keras.Model):
             out["weights"].append(result["weights"])
             # the next level starts from this level's first candidate, as the official code
             best = result["positions"][..., 0, :]
-        if image is not None:
-            out["target_features"] = self.align(image, label, training)
         return out
 
     def get_config(self):
