@@ -74,11 +74,17 @@ def live_at_peak(events) -> tuple[int, list[dict]]:
     return int(events[peak][2]["bytes_allocated"]), list(live.values())
 
 
+def op_group(op: str) -> str:
+    """An op's name without the numeric suffixes that tell its copies apart
+    (`map_3/while/body/_861/Slice_2` -> `map/while/body/Slice`)."""
+    return re.sub(r"_\d+(?=/|$)", "", op).replace("//", "/")
+
+
 def grouped(allocations: list[dict]) -> list[dict]:
     """Allocations summed by (op without numeric suffixes, shape), largest first."""
     sizes, counts = Counter(), Counter()
     for stats in allocations:
-        op = re.sub(r"_\d+(?=/|$)", "", str(stats.get("tf_op") or "?"))
+        op = op_group(str(stats.get("tf_op") or "?"))
         key = (op, str(stats.get("shape") or ""))
         sizes[key] += int(stats.get("requested_bytes") or 0)
         counts[key] += 1
