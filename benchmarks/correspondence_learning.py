@@ -68,7 +68,6 @@ def diagnose(model, data_config, batches: int = 4, batch_size: int = 8) -> dict:
     import numpy as np
 
     from cocosnet_tf import metrics
-    from cocosnet_tf.layers.norms import l2_normalize_channels
     from cocosnet_tf.train import finest_predictions
 
     net, rows = model.correspondence, {key: [] for _, key in DIAGNOSIS if key != "uniform"}
@@ -76,10 +75,10 @@ def diagnose(model, data_config, batches: int = 4, batch_size: int = 8) -> dict:
         positions, weights = out["positions"][-1].numpy(), out["weights"][-1].numpy()
         top = np.take_along_axis(positions, np.argmax(weights, -1)[..., None, None], -2)[..., 0, :]
         distances = np.hypot(*np.moveaxis(positions - flow[..., None, :], -1, 0))
-        *_, phi = net.projections(batch["label"], batch["exemplar"], batch["exemplar_label"])
-        theta = [l2_normalize_channels(t(f), centre=True)
-                 for t, f in zip(net.phi, net.align(batch["image"], batch["label"]))]
-        photo = net.match(theta, phi, batch["exemplar"])
+        # the target photo's exemplar-branch projections stand in for the label's theta
+        photo = net.match(net.project_exemplar(net.align(batch["image"], batch["label"])),
+                          net.project_exemplar(net.align(batch["exemplar"], batch["exemplar_label"])),
+                          batch["exemplar"])
         rows["epe"].append(metrics.endpoint_errors(predicted, flow, mask))
         rows["zero_flow"].append(metrics.endpoint_errors(metrics.identity_positions(*mask.shape), flow, mask))
         rows["top1"].append(metrics.endpoint_errors(top, flow, mask))

@@ -155,8 +155,11 @@ class CorrespondenceNet(Composite, keras.Model):
         features = [l2_normalize_channels(f, centre=False) for f in self.unet_label(label, training=training)]
         exemplar_features = self.align(exemplar, exemplar_label, training)
         theta = [l2_normalize_channels(t(f), centre=True) for t, f in zip(self.theta, features)]
-        phi = [l2_normalize_channels(p(f), centre=True) for p, f in zip(self.phi, exemplar_features)]
-        return features, exemplar_features, theta, phi
+        return features, exemplar_features, theta, self.project_exemplar(exemplar_features)
+
+    def project_exemplar(self, features):
+        """phi: the channel-centred projections of exemplar-branch features, per level."""
+        return [l2_normalize_channels(p(f), centre=True) for p, f in zip(self.phi, features)]
 
     def call(self, label, exemplar, exemplar_label, image=None, training=False, step=0):
         self._check(label, exemplar, exemplar_label, image)

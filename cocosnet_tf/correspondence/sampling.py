@@ -104,5 +104,6 @@ def checkpointed_chunks(fn, tensors: list[tf.Tensor], shared: list[tf.Tensor], c
     m = tensors[0].shape[1]
     if chunk <= 0 or m is None or m <= chunk:
         return rematerialized(fn, True)(*tensors, *shared)
-    spans = [(start, min(m, start + chunk)) * 2 for start in range(0, m, chunk)]
+    # (start, stop, low, high): a chunk needs no rows of context
+    spans = [(start, min(m, start + chunk), start, min(m, start + chunk)) for start in range(0, m, chunk)]
     return in_sequence(fn, [*tensors, *shared], [True] * len(tensors) + [False] * len(shared), spans)
