@@ -5,6 +5,7 @@ import tensorflow as tf
 from cocosnet_tf.discriminator import MultiscaleDiscriminator, downsample
 from cocosnet_tf.generator import Generator
 from cocosnet_tf.layers.blocks import conv
+from cocosnet_tf.layers.norms import l2_normalize_channels
 from cocosnet_tf.layers.spectral import SpectralConv
 
 
@@ -85,3 +86,25 @@ def test_model_spade_hidden_sets_every_spade_of_the_generator_and_both_alignment
     block = model.generator.up_3
     assert type(block).from_config(block.get_config()).hidden == 6
     assert model.correspondence.get_config()["spade_hidden"] == 6
+
+
+@pytest.mark.parametrize("centre", [False, True])
+def test_l2_normalisation_and_its_output_based_gradient_equal_the_plain_formula(centre):
+    rng = np.random.default_rng(2)
+    x = tf.constant(rng.normal(size=(2, 5, 4, 6)), tf.float64)
+    g = tf.constant(rng.normal(size=(2, 5, 4, 6)), tf.float64)
+
+    def plain(x):
+        if centre:
+            x = x - tf.reduce_mean(x, axis=-1, keepdims=True)
+        return x / (tf.norm(x, axis=-1, keepdims=True) + 1e-10)
+
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        ours, theirs = l2_normalize_channels(x, centre), plain(x)
+        loss_ours, loss_theirs = tf.reduce_sum(ours * g), tf.reduce_sum(theirs * g)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-14)
+    np.testing.assert_allclose(np.linalg.norm(ours.numpy(), axis=-1), 1.0, atol=1e-9)
+    got, expected = tape.gradient(loss_ours, x).numpy(), tape.gradient(loss_theirs, x).numpy()
+    assert np.abs(expected).max() > 0.1
+    np.testing.assert_allclose(got, expected, atol=1e-12)

@@ -123,3 +123,43 @@ def test_spans_run_one_after_the_other_in_both_passes(sequenced):
     ordered = sorted(intervals)
     overlaps = sum(later[0] < earlier[1] for earlier, later in zip(ordered, ordered[1:]))
     assert (overlaps == 0) == sequenced, f"{overlaps} overlapping spans"
+
+
+def test_a_checkpointed_block_is_recomputed_only_once_every_output_has_its_gradient():
+    """The block's first output is unused, so its gradient (zero) exists at once;
+    the second output's gradient passes a slow op first. tf.recompute_grad waited for
+    the first output's gradient only, and recomputed the block (holding its activations)
+    while the slow op still ran."""
+    marks = {"block": [], "slow gradient done": []}
+
+    def record(name):
+        def note(x):
+            if name == "slow gradient done":
+                time.sleep(0.3)  # releases the GIL: anything ready runs meanwhile
+            marks[name].append(time.perf_counter())
+            return np.float32(0)
+        return note
+
+    def block(x):
+        marker = tf.numpy_function(record("block"), [x], tf.float32, stateful=False)
+        y = tf.tanh(x) + tf.stop_gradient(marker)
+        return y, 2 * y
+
+    @tf.custom_gradient
+    def slow_backward(x):
+        def gradient(g):
+            return g + tf.numpy_function(record("slow gradient done"), [g], tf.float32, stateful=False)
+        return tf.identity(x), gradient
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            _, second = rematerialized(block, True)(x)
+            loss = tf.reduce_sum(slow_backward(second) ** 2)
+        return tape.gradient(loss, x)
+
+    x = tensor(1, 4, 3)
+    np.testing.assert_allclose(step(x).numpy(), 8 * np.tanh(x) * (1 - np.tanh(x) ** 2), rtol=1e-5, atol=1e-6)
+    assert len(marks["block"]) == 2 and len(marks["slow gradient done"]) == 1  # forward, recomputation
+    assert marks["block"][1] > marks["slow gradient done"][0], "recomputed before the slow gradient was done"

@@ -7,26 +7,26 @@ import tensorflow as tf
 
 
 def rematerialized(block, enabled: bool):
-    """`block` (a layer or function of tensors) itself, or under tf.recompute_grad: every
-    floating positional argument and every variable the block reads gets its gradient
-    (integer and boolean arguments are passed through: they have none).
+    """`block` (a layer or function of tensors) itself, or checkpointed: its inputs are
+    kept for the backward pass, not its activations, and it runs again when its gradient
+    is needed. Every floating positional argument and every variable the block reads gets
+    its gradient (integer and boolean arguments are passed through: they have none).
 
     At 512x512 the full-resolution blocks (the 128-channel SPADE maps of the alignment
     U-Nets and the generator, the update block's motion encoder and GRU, the final
     bilinear step's N x K x 4 corner samples) would otherwise keep gigabytes of
     activations for the backward pass; recomputing them costs one more forward of each.
+    It is `in_sequence` with one span, the whole block, rather than tf.recompute_grad,
+    whose recomputation waits for the gradient of the block's first output only: a block
+    whose first output nothing reads (the last PatchMatch iteration's hidden state) gets
+    a zero gradient for it at once, and its activations were recomputed at the start of
+    the backward pass and held until the gradient of its other outputs came.
     """
     if not enabled:
         return block
 
     def run(*tensors):
-        floating = [t.dtype.is_floating for t in tensors]
-
-        def differentiable(*args):
-            given = iter(args)
-            return block(*[next(given) if f else t for t, f in zip(tensors, floating)])
-
-        return tf.recompute_grad(differentiable)(*[t for t, f in zip(tensors, floating) if f])
+        return in_sequence(block, tensors, [False] * len(tensors), [WHOLE])
 
     return run
 
@@ -60,6 +60,9 @@ def banded(block, enabled: bool, radius: int, positions: int):
     return run
 
 
+WHOLE = (0, None, 0, None)  # the span of in_sequence that is the whole of axis 1
+
+
 def in_sequence(block, tensors, sliced, spans):
     """block over spans of axis 1, one span after the other in the forward pass and in
     the backward pass, which recomputes each span's activations (checkpointing).
@@ -84,6 +87,8 @@ def in_sequence(block, tensors, sliced, spans):
         start, stop, low, high = span
         result = block(*[t[:, low:high] if cut else t for t, cut in zip(args, sliced)])
         structure[:] = [result]
+        if stop is None:  # WHOLE
+            return tf.nest.flatten(result)
         return [r[:, start - low:stop - low] for r in tf.nest.flatten(result)]
 
     def after(done, inputs):
@@ -95,11 +100,10 @@ def in_sequence(block, tensors, sliced, spans):
         pieces = []
         for span in spans:
             pieces.append(run_span(span, arguments(after(pieces[-1] if pieces else [], inputs))))
-        outputs = [tf.concat(parts, axis=1) for parts in zip(*pieces)]
+        outputs = [tf.concat(parts, axis=1) if len(parts) > 1 else parts[0] for parts in zip(*pieces)]
 
         def gradient(*output_gradients, variables=()):
-            input_gradients = [tf.zeros_like(t) for t in inputs]
-            variable_gradients = [tf.zeros_like(v) for v in variables]
+            summed = None  # the gradients of the inputs, then of the variables
             done = list(output_gradients)
             for span in spans:
                 start, stop = span[:2]
@@ -108,12 +112,12 @@ def in_sequence(block, tensors, sliced, spans):
                     tape.watch(own)
                     result = run_span(span, arguments(own))
                 grads = tape.gradient(result, own + list(variables),
-                                      output_gradients=[g[:, start:stop] for g in output_gradients],
+                                      output_gradients=[g if stop is None else g[:, start:stop]
+                                                        for g in output_gradients],
                                       unconnected_gradients=tf.UnconnectedGradients.ZERO)
-                input_gradients = [a + b for a, b in zip(input_gradients, grads[:len(own)])]
-                variable_gradients = [a + b for a, b in zip(variable_gradients, grads[len(own):])]
-                done = input_gradients + variable_gradients
-            return input_gradients, variable_gradients
+                summed = grads if summed is None else [a + b for a, b in zip(summed, grads)]
+                done = summed
+            return summed[:len(inputs)], summed[len(inputs):]
 
         return outputs, gradient
 
