@@ -61,33 +61,16 @@ def conv2d(x: tf.Tensor, kernel: tf.Tensor, padding: str) -> tf.Tensor:
     return convolve(x, tf.convert_to_tensor(kernel))
 
 
-# rows of the input and of the output's gradient copied at a time by kernel_gradient
-ROWS_BYTES = 8 * 2 ** 20
-
-
 def kernel_gradient(padded: tf.Tensor, dy: tf.Tensor, kh: int, kw: int) -> tf.Tensor:
-    """[kh, kw, C_in, C_out]: tap (i, j) is sum over positions of padded[p + (i, j)] dy[p].
-
-    One tap at a time, and each tap a band of rows at a time (about ROWS_BYTES of the
-    shifted input and of dy): the backward pass runs several convolutions' kernel
-    gradients side by side (the ConvGRU's six, for one), each holding its copies."""
+    """[kh, kw, C_in, C_out]: tap (i, j) is sum over positions of padded[p + (i, j)] dy[p]."""
     shape = tf.shape(dy)
-    b, h, w = shape[0], shape[1], shape[2]
     c_in, c_out = padded.shape[-1], dy.shape[-1]
-    rows = tf.maximum(1, ROWS_BYTES // (b * w * max(c_in, c_out) * dy.dtype.size))
+    flat_dy = tf.reshape(dy, [-1, c_out])
 
     def tap(index):
-        i, j = index // kw, index % kw
-
-        def add_rows(total, start):
-            count = tf.minimum(rows, h - start)
-            shifted = tf.slice(padded, tf.stack([0, start + i, j, 0]), tf.stack([b, count, w, c_in]))
-            grad = tf.slice(dy, tf.stack([0, start, 0, 0]), tf.stack([b, count, w, c_out]))
-            return total + tf.matmul(tf.reshape(shifted, [-1, c_in]), tf.reshape(grad, [-1, c_out]),
-                                     transpose_a=True)
-
-        return tf.foldl(add_rows, tf.range(0, h, rows), initializer=tf.zeros([c_in, c_out], dy.dtype),
-                        parallel_iterations=1)
+        shifted = tf.slice(padded, tf.stack([0, index // kw, index % kw, 0]),
+                           tf.stack([shape[0], shape[1], shape[2], c_in]))
+        return tf.matmul(tf.reshape(shifted, [-1, c_in]), flat_dy, transpose_a=True)
 
     # one tap at a time: parallel iterations would hold several shifted copies
     taps = tf.map_fn(tap, tf.range(kh * kw), fn_output_signature=dy.dtype, parallel_iterations=1)
