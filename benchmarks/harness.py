@@ -85,7 +85,9 @@ def machine() -> dict:
                platform.processor())
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(memory, 1), "python": platform.python_version(),
-            "tensorflow": tf.__version__, "gpus": len(tf.config.list_physical_devices("GPU"))}
+            "tensorflow": tf.__version__, "gpus": len(tf.config.list_physical_devices("GPU")),
+            # the allocator changes peak RSS and speed (README, correspondence network)
+            "malloc": os.environ.get("LD_PRELOAD") or "glibc"}
 
 
 def markdown_table(columns: list[tuple[str, str]], results: list[dict]) -> str:

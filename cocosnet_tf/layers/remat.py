@@ -63,6 +63,13 @@ def banded(block, enabled: bool, radius: int, positions: int):
 WHOLE = (0, None, 0, None)  # the span of in_sequence that is the whole of axis 1
 
 
+def zero_after(tensors) -> tf.Tensor:
+    """A scalar 0 that depends on every tensor of `tensors` and cannot be folded away."""
+    first = tf.add_n([tf.cast(tf.reduce_max(tf.reshape(t, [-1])[:1]), tf.float32) for t in tensors])
+    flag = tf.cast(first, tf.bool)
+    return tf.where(tf.equal(flag, flag), 0.0, float("nan"))
+
+
 def in_sequence(block, tensors, sliced, spans):
     """block over spans of axis 1, one span after the other in the forward pass and in
     the backward pass, which recomputes each span's activations (checkpointing).
@@ -108,6 +115,12 @@ def in_sequence(block, tensors, sliced, spans):
             for span in spans:
                 start, stop = span[:2]
                 own = after(done, inputs)
+                if len(spans) == 1:
+                    # XLA drops control dependencies, and would merge the recomputation
+                    # with the forward pass it repeats: as tf.recompute_grad, also add a
+                    # zero computed from the gradients (bands are not XLA-safe: README)
+                    zero = zero_after(done)
+                    own = [t + tf.cast(zero, t.dtype) for t in own]
                 with tf.GradientTape() as tape:
                     tape.watch(own)
                     result = run_span(span, arguments(own))
