@@ -30,24 +30,24 @@ def l2_normalize_channels(x: tf.Tensor, centre: bool, epsilon: float = 1e-10) ->
     return divide_by_norm(x, epsilon)
 
 
-@tf.custom_gradient
-def _divide_by_norm(x, epsilon):
-    norm = tf.norm(x, axis=-1, keepdims=True)
-    y = x / (norm + epsilon)
-
-    def gradient(g):
-        # d/dx of x / (|x| + eps) is g / (|x| + eps) - y <y, g> / |x|
-        dot = tf.reduce_sum(y * g, axis=-1, keepdims=True)
-        return g / (norm + epsilon) - y * tf.math.divide_no_nan(dot, norm), tf.zeros_like(epsilon)
-
-    return y, gradient
-
-
 def divide_by_norm(x: tf.Tensor, epsilon: float) -> tf.Tensor:
     """x / (its L2 norm over channels + epsilon), with a gradient computed from the output
     and the norm: the backward pass keeps neither x nor the division's temporaries (each a
     full map: at 512 x 512 the correspondence normalises four of 32 channels)."""
-    return _divide_by_norm(x, tf.constant(epsilon, x.dtype))
+
+    @tf.custom_gradient
+    def normalised(x):
+        norm = tf.norm(x, axis=-1, keepdims=True)
+        y = x / (norm + epsilon)
+
+        def gradient(g):
+            # d/dx of x / (|x| + eps) is g / (|x| + eps) - y <y, g> / |x|
+            dot = tf.reduce_sum(y * g, axis=-1, keepdims=True)
+            return g / (norm + epsilon) - y * tf.math.divide_no_nan(dot, norm)
+
+        return y, gradient
+
+    return normalised(x)
 
 
 @keras.saving.register_keras_serializable("cocosnet")
