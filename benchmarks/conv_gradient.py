@@ -10,13 +10,12 @@ of 32 channels and a SPADE 3x3 convolution of 128 hidden channels, at 512 x 512.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 
 from harness import (add_common_arguments, current_rss_gb, guard_memory, markdown_table, peak_rss_gb,
-                     run_cases, write_report)
+                     run_cases, run_child, write_report)
 
 CASES = {"7x7, 32 -> 64": (7, 32, 64), "3x3, 128 -> 64": (3, 128, 64)}
 
@@ -63,12 +62,11 @@ def main(argv=None) -> int:
     add_common_arguments(parser, "benchmarks/results/conv_gradient.json", repeats=3)
     args = parser.parse_args(argv)
     if args.case:
-        print(json.dumps(run_case(json.loads(args.case))), flush=True)
-        return 0
+        return run_child(run_case, args.case)
     cases = [{"conv": conv, "size": size, "xla": xla == "on", "gradient": gradient, "repeats": args.repeats,
               "max_rss_gb": args.max_rss_gb}
              for conv in args.convs for size in args.sizes for xla in args.xla for gradient in ("tensorflow", "lean")]
-    results = run_cases(__file__, cases, COLUMNS, args.timeout)
+    results = run_cases(__file__, cases, COLUMNS, args.timeout, release_memory=args.release_memory)
     write_report(args.out, results, markdown_table(COLUMNS, results))
     return 0
 

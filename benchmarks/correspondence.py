@@ -25,13 +25,12 @@ written to --out as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 
 from harness import (add_common_arguments, current_rss_gb, guard_memory, markdown_table, peak_rss_gb,
-                     run_cases, write_report)
+                     run_cases, run_child, write_report)
 
 MODES = ("forward", "train", "dense")
 
@@ -133,8 +132,7 @@ def main(argv=None) -> int:
     add_common_arguments(parser, "benchmarks/results/correspondence.json", repeats=3)
     args = parser.parse_args(argv)
     if args.case:
-        print(json.dumps(run_case(json.loads(args.case))), flush=True)
-        return 0
+        return run_child(run_case, args.case)
 
     cases = [{"mode": mode, "size": size, "batch": batch, "xla": xla == "on", "recompute": recompute == "on",
               "repeats": args.repeats, "semantic_nc": args.semantic_nc, "max_rss_gb": args.max_rss_gb}
@@ -146,7 +144,8 @@ def main(argv=None) -> int:
             return f"skipped: N x N scores need > {args.max_rss_gb:g} GB"
         return None
 
-    results = run_cases(__file__, cases, COLUMNS, args.timeout, skipped)
+    results = run_cases(__file__, cases, COLUMNS, args.timeout, skipped,
+                        release_memory=args.release_memory)
     write_report(args.out, results, markdown_table(COLUMNS, results))
     return 0
 

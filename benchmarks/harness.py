@@ -46,8 +46,22 @@ def add_common_arguments(parser, out: str, repeats: int) -> None:
     parser.add_argument("--repeats", type=int, default=repeats)
     parser.add_argument("--max-rss-gb", type=float, default=20.0, help="stop a case whose RSS passes this")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per case")
+    parser.add_argument("--release-memory", type=float, default=0.0, metavar="SECONDS",
+                        help="return freed heap memory to the system every SECONDS (cocosnet_tf.memory); 0: off")
     parser.add_argument("--out", default=out)
     parser.add_argument("--case", help=argparse.SUPPRESS)
+
+
+def run_child(run_case, case_json: str) -> int:
+    """The --case branch of a script: run one case, inside the memory releaser it asks
+    for, and print its result as the JSON line launch() reads."""
+    from cocosnet_tf.memory import MemoryReleaser
+
+    case = json.loads(case_json)
+    with MemoryReleaser(case.get("release_memory", 0.0)):
+        result = run_case(case)
+    print(json.dumps(result), flush=True)
+    return 0
 
 
 def launch(script: str, case: dict, timeout: float) -> dict:
@@ -66,11 +80,13 @@ def launch(script: str, case: dict, timeout: float) -> dict:
 
 
 def run_cases(script: str, cases: list[dict], columns: list[tuple[str, str]], timeout: float,
-              skipped=lambda case: None, shown=lambda case: {}) -> list[dict]:
+              skipped=lambda case: None, shown=lambda case: {}, release_memory: float = 0.0) -> list[dict]:
     """Each case through launch() (unless `skipped` gives a reason), its table row printed
-    as it finishes; result rows are the case, then `shown` (display values), then the result."""
+    as it finishes; result rows are the case, then `shown` (display values), then the result.
+    `release_memory` is the --release-memory interval every case runs with."""
     results = []
     for case in cases:
+        case = {**case, "release_memory": release_memory}
         reason = skipped(case)
         result = {"status": reason} if reason else launch(script, case, timeout)
         results.append({**case, **shown(case), **result})

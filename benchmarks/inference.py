@@ -31,7 +31,7 @@ import urllib.request
 from pathlib import Path
 
 from harness import (ROOT, add_common_arguments, current_rss_gb, guard_memory, markdown_table, peak_rss_gb,
-                     run_cases, write_report)
+                     run_cases, run_child, write_report)
 
 COLUMNS = [("backend", "backend"), ("size", "size"), ("first call (s)", "first_s"), ("p50 (s)", "p50_s"),
            ("p95 (s)", "p95_s"), ("peak RSS (GB)", "peak_rss_gb"), ("status", "status")]
@@ -180,8 +180,7 @@ def main(argv=None) -> int:
     parser.set_defaults(xla=["off"])  # --xla applies to the Keras backend only
     args = parser.parse_args(argv)
     if args.case:
-        print(json.dumps(run_case(json.loads(args.case))), flush=True)
-        return 0
+        return run_child(run_case, args.case)
 
     work = ROOT / args.work_dir
     run = (ROOT / args.run).resolve()
@@ -194,7 +193,7 @@ def main(argv=None) -> int:
               "max_rss_gb": args.max_rss_gb}
     cases = [{**common, "backend": backend, "size": size, "xla": xla == "on"} for size in args.sizes
              for backend in args.backends for xla in (args.xla if backend == "keras" else ["off"])]
-    results = run_cases(__file__, cases, COLUMNS, args.timeout,
+    results = run_cases(__file__, cases, COLUMNS, args.timeout, release_memory=args.release_memory,
                         shown=lambda case: {"backend": case["backend"] + (" XLA" if case["xla"] else "")})
     server = serve_load(work / "onnx" / "cocosnet", semantic_channels(str(run)), args.server_size, args.requests,
                         args.concurrency)

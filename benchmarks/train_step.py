@@ -15,13 +15,12 @@ and the process's peak RSS. The table is printed as markdown and written to --ou
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 
 from harness import (add_common_arguments, current_rss_gb, guard_memory, markdown_table, peak_rss_gb,
-                     run_cases, write_report)
+                     run_cases, run_child, write_report)
 
 COLUMNS = [("config", "config"), ("size", "size"), ("batch", "batch"), ("XLA", "xla"),
            ("first step (s)", "first_step_s"), ("median step (s)", "median_s"), ("steps/s", "steps_per_s"),
@@ -74,8 +73,7 @@ def main(argv=None) -> int:
     add_common_arguments(parser, "benchmarks/results/train_step.json", repeats=5)
     args = parser.parse_args(argv)
     if args.case:
-        print(json.dumps(run_case(json.loads(args.case))), flush=True)
-        return 0
+        return run_child(run_case, args.case)
 
     if args.batch is None:
         from cocosnet_tf.config import load_config
@@ -83,7 +81,7 @@ def main(argv=None) -> int:
         args.batch = load_config(args.config, args.set).train.batch_size
     cases = [{"config": args.config, "set": args.set, "size": size, "batch": args.batch, "xla": xla == "on",
               "repeats": args.repeats, "max_rss_gb": args.max_rss_gb} for size in args.sizes for xla in args.xla]
-    results = run_cases(__file__, cases, COLUMNS, args.timeout)
+    results = run_cases(__file__, cases, COLUMNS, args.timeout, release_memory=args.release_memory)
     write_report(args.out, results, markdown_table(COLUMNS, results))
     return 0
 

@@ -183,6 +183,9 @@ class TrainConfig:
     jit_compile: bool = False
     seed: int = 0  # initial weights, the same on every worker and rerun (the data has data.seed)
     logical_cpus: int = 0  # >1 splits the CPU into logical devices (multi-replica tests)
+    # seconds between returns of freed heap memory to the system (glibc, cocosnet_tf.memory):
+    # a lower peak RSS on a CPU for slower steps; 0: off
+    release_memory: float = 0.0
     checkpoint_every: int = 500
     log_every: int = 50
     sample_every: int = 500
@@ -451,6 +454,7 @@ def _check_values(c: Config) -> None:
         value = getattr(t, key)
         _require(0 <= value < 1, f"train.{key}", f"must be in [0, 1), got {value}")
     _require(t.logical_cpus >= 0, "train.logical_cpus", f"must be >= 0, got {t.logical_cpus}")
+    _require(t.release_memory >= 0, "train.release_memory", f"must be >= 0 seconds, got {t.release_memory}")
 
     x = c.export
     _require(x.version >= 1, "export.version", f"must be >= 1, got {x.version}")

@@ -41,6 +41,7 @@ from cocosnet_tf.correspondence.network import level_factor
 from cocosnet_tf.data.pipeline import build_dataset, distributed_dataset
 from cocosnet_tf.fileio import atomic_write_text, save_png
 from cocosnet_tf.losses.vgg import find_weights
+from cocosnet_tf.memory import MemoryReleaser
 from cocosnet_tf.model import CoCosNet, uses_vgg
 from cocosnet_tf.visualize import translation_grid
 
@@ -155,24 +156,26 @@ class Trainer:
         start_step, start_time = int(self.step), time.perf_counter()
         saved_step, losses = start_step, {}
         try:
-            while int(self.step) < t.steps and not self.stop_requested:
-                losses = {k: float(v) for k, v in step_fn(iterator).items()}
-                bad = [k for k, v in losses.items() if not np.isfinite(v)]
-                if bad:
-                    raise NonFiniteLossError(
-                        f"non-finite loss at step {int(self.step) + 1}: " + ", ".join(f"{k}={losses[k]}" for k in bad)
-                        + f"; the last good checkpoint is {self.manager.latest_checkpoint}")
-                self.step.assign_add(1)
-                step = int(self.step)
-                if step % t.log_every == 0 or step == t.steps:
-                    self.log(step, losses, start_step, start_time)
-                if self.chief and (step % t.sample_every == 0 or step == t.steps):
-                    self.write_samples(step)
-                if step % t.checkpoint_every == 0:
+            with MemoryReleaser(t.release_memory):
+                while int(self.step) < t.steps and not self.stop_requested:
+                    losses = {k: float(v) for k, v in step_fn(iterator).items()}
+                    bad = [k for k, v in losses.items() if not np.isfinite(v)]
+                    if bad:
+                        values = ", ".join(f"{k}={losses[k]}" for k in bad)
+                        raise NonFiniteLossError(
+                            f"non-finite loss at step {int(self.step) + 1}: {values}"
+                            f"; the last good checkpoint is {self.manager.latest_checkpoint}")
+                    self.step.assign_add(1)
+                    step = int(self.step)
+                    if step % t.log_every == 0 or step == t.steps:
+                        self.log(step, losses, start_step, start_time)
+                    if self.chief and (step % t.sample_every == 0 or step == t.steps):
+                        self.write_samples(step)
+                    if step % t.checkpoint_every == 0:
+                        self.save()
+                        saved_step = step
+                if int(self.step) > saved_step:
                     self.save()
-                    saved_step = step
-            if int(self.step) > saved_step:
-                self.save()
         finally:
             for s, handler in handlers.items():
                 signal.signal(s, handler)

@@ -49,6 +49,7 @@ def test_overrides_parse_yaml_values():
     (["data.dataset=imagenet"], "data.dataset: 'imagenet' is not allowed"),
     (["model.sampling=cubic"], "model.sampling"),
     (["train.lr=.nan"], "train.lr: expected a finite number"),
+    (["train.release_memory=-0.5"], "train.release_memory: must be >= 0 seconds"),
     (["model.temperature=abc"], "model.temperature: expected a number"),
     (["data.crop_size=100"], "data.crop_size: height 100 cannot be taken"),
     (["data.crop_size=[128, 100]"], "width 100"),
