@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -39,6 +40,14 @@ def guard_memory(limit_gb: float) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def seconds(text: str) -> float:
+    """argparse type: a finite number of seconds >= 0."""
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text}")
+    return value
+
+
 def add_common_arguments(parser, out: str, repeats: int) -> None:
     """XLA off/on, repeats, the memory guard, the per-case timeout, --out and the hidden
     --case through which launch() runs one case."""
@@ -46,7 +55,7 @@ def add_common_arguments(parser, out: str, repeats: int) -> None:
     parser.add_argument("--repeats", type=int, default=repeats)
     parser.add_argument("--max-rss-gb", type=float, default=20.0, help="stop a case whose RSS passes this")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per case")
-    parser.add_argument("--release-memory", type=float, default=0.0, metavar="SECONDS",
+    parser.add_argument("--release-memory", type=seconds, default=0.0, metavar="SECONDS",
                         help="return freed heap memory to the system every SECONDS (cocosnet_tf.memory); 0: off")
     parser.add_argument("--out", default=out)
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -58,7 +67,7 @@ def run_child(run_case, case_json: str) -> int:
     from cocosnet_tf.memory import MemoryReleaser
 
     case = json.loads(case_json)
-    with MemoryReleaser(case.get("release_memory", 0.0)):
+    with MemoryReleaser(case["release_memory"]):
         result = run_case(case)
     print(json.dumps(result), flush=True)
     return 0

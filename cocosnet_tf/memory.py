@@ -15,19 +15,22 @@ and without it).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
+import logging
+import math
 import threading
 
+log = logging.getLogger(__name__)
 
+
+@functools.cache
 def glibc_trim():
-    """glibc's malloc_trim, or None where the C library is not glibc (musl, macOS, Windows)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    """glibc's malloc_trim, or None where the C library has none (musl, macOS, Windows).
+    Under a preloaded jemalloc or tcmalloc this is still glibc's, which then finds
+    nothing to return: those allocators keep their own memory (README)."""
     try:
-        libc = ctypes.CDLL(name)
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError, TypeError):
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return trim
@@ -36,20 +39,21 @@ def glibc_trim():
 class MemoryReleaser:
     """A context in which a daemon thread calls malloc_trim(0) every `interval` seconds.
 
-    `interval` 0 does nothing; so does a C library without malloc_trim (`active` says
-    which). The thread stops when the context exits.
+    `interval` 0 does nothing; so does a C library without malloc_trim (`available`
+    says whether it has one; asking for a release there logs a warning). The thread
+    stops when the context exits, exceptions included. Not re-entrant.
     """
 
     def __init__(self, interval: float):
-        if not interval >= 0:
-            raise ValueError(f"the memory release interval must be >= 0 seconds, got {interval}")
+        if not (math.isfinite(interval) and interval >= 0):
+            raise ValueError(f"the memory release interval must be >= 0 seconds (and finite), got {interval}")
         self.interval = float(interval)
         self._trim = glibc_trim() if self.interval > 0 else None
         self._stop = threading.Event()
         self._thread = None
 
     @property
-    def active(self) -> bool:
+    def available(self) -> bool:
         return self._trim is not None
 
     def _run(self) -> None:
@@ -57,7 +61,11 @@ class MemoryReleaser:
             self._trim(0)
 
     def __enter__(self) -> "MemoryReleaser":
-        if self.active:
+        if self._thread is not None:
+            raise RuntimeError("this MemoryReleaser is already running")
+        if self.interval > 0 and not self.available:
+            log.warning("no malloc_trim in this C library: freed memory is not released every %g s", self.interval)
+        if self.available:
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="malloc-trim", daemon=True)
             self._thread.start()

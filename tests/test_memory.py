@@ -2,6 +2,7 @@
 
 import ctypes
 import math
+import os
 import time
 
 import pytest
@@ -14,7 +15,7 @@ CHUNKS = 4096  # 256 MiB
 
 def rss_mib() -> float:
     with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096 / 2**20
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def fill_and_free_heap():
@@ -33,6 +34,7 @@ def fill_and_free_heap():
 
 @pytest.mark.skipif(glibc_trim() is None, reason="malloc_trim needs glibc")
 def test_the_releaser_returns_freed_heap_pages_and_stops_with_its_context():
+    glibc_trim()(0)  # free chunks left by earlier tests would take the allocations below
     before = rss_mib()
     libc, pinned = fill_and_free_heap()
     try:
@@ -42,7 +44,9 @@ def test_the_releaser_returns_freed_heap_pages_and_stops_with_its_context():
         time.sleep(0.3)
         assert rss_mib() - before > 200, "without the releaser the freed chunks stay resident"
         with MemoryReleaser(0.05) as releaser:
-            assert releaser.active
+            assert releaser.available
+            with pytest.raises(RuntimeError, match="already running"):
+                releaser.__enter__()
             deadline = time.monotonic() + 5
             while rss_mib() - before > 100 and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -56,7 +60,7 @@ def test_the_releaser_returns_freed_heap_pages_and_stops_with_its_context():
 
 def test_interval_zero_starts_nothing_and_bad_intervals_are_errors():
     with MemoryReleaser(0) as releaser:
-        assert not releaser.active and releaser._thread is None
-    for bad in (-1.0, math.nan):
+        assert not releaser.available and releaser._thread is None
+    for bad in (-1.0, math.nan, math.inf):
         with pytest.raises(ValueError, match="release interval must be >= 0 seconds"):
             MemoryReleaser(bad)
