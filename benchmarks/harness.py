@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import resource
@@ -40,12 +39,14 @@ def guard_memory(limit_gb: float) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def seconds(text: str) -> float:
-    """argparse type: a finite number of seconds >= 0."""
-    value = float(text)
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text}")
-    return value
+def release_seconds(text: str) -> float:
+    """argparse type of --release-memory: cocosnet_tf.memory's rule for the interval."""
+    from cocosnet_tf.memory import release_interval
+
+    try:
+        return release_interval(float(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def add_common_arguments(parser, out: str, repeats: int) -> None:
@@ -55,7 +56,7 @@ def add_common_arguments(parser, out: str, repeats: int) -> None:
     parser.add_argument("--repeats", type=int, default=repeats)
     parser.add_argument("--max-rss-gb", type=float, default=20.0, help="stop a case whose RSS passes this")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per case")
-    parser.add_argument("--release-memory", type=seconds, default=0.0, metavar="SECONDS",
+    parser.add_argument("--release-memory", type=release_seconds, default=0.0, metavar="SECONDS",
                         help="return freed heap memory to the system every SECONDS (cocosnet_tf.memory); 0: off")
     parser.add_argument("--out", default=out)
     parser.add_argument("--case", help=argparse.SUPPRESS)

@@ -36,18 +36,24 @@ def glibc_trim():
     return trim
 
 
+def release_interval(value: float) -> float:
+    """`value` as seconds between releases: finite and >= 0 (0: off), else ValueError."""
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"the memory release interval must be >= 0 seconds (and finite), got {value}")
+    return float(value)
+
+
 class MemoryReleaser:
     """A context in which a daemon thread calls malloc_trim(0) every `interval` seconds.
 
-    `interval` 0 does nothing; so does a C library without malloc_trim (`available`
-    says whether it has one; asking for a release there logs a warning). The thread
-    stops when the context exits, exceptions included. Not re-entrant.
+    `interval` 0 does nothing; so does a C library without malloc_trim (asking for a
+    release there logs a warning). `available` says whether it releases anything: an
+    interval and a malloc_trim. The thread stops when the context exits, exceptions
+    included. Not re-entrant.
     """
 
     def __init__(self, interval: float):
-        if not (math.isfinite(interval) and interval >= 0):
-            raise ValueError(f"the memory release interval must be >= 0 seconds (and finite), got {interval}")
-        self.interval = float(interval)
+        self.interval = release_interval(interval)
         self._trim = glibc_trim() if self.interval > 0 else None
         self._stop = threading.Event()
         self._thread = None
