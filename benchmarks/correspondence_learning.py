@@ -4,6 +4,7 @@
     python benchmarks/correspondence_learning.py --steps 600 --every 200 \\
         --set data.synthetic.warp_strength=2.0 data.synthetic.min_objects=8 data.synthetic.max_objects=14
     python benchmarks/correspondence_learning.py --run runs/demo         # diagnose a trained run
+    python benchmarks/correspondence_learning.py --ceiling               # hand-made label features
 
 Trains only the correspondence network, on its own losses (warp-self, warp-cycle,
 alignment; the generator side's Adam, spectral power iterations as in training), and
@@ -20,6 +21,18 @@ top-weighted candidate and of the best of the K candidates (whether the search f
 the match), the mean largest softmax weight against 1/K (whether the scores tell the
 candidates apart), and the EPE when the target photo's exemplar-branch features stand
 in for the label's (whether the features localise at all, without the domain gap).
+
+With --ceiling it trains nothing and asks how far matching label maps can go on this
+data, with hand-made features in place of learned ones: each level's one-hot label map,
+block-averaged to the level and blurred by Gaussians of --sigmas level pixels, centred
+and normalised (the exemplar's label map likewise). Three matchers use them: an
+exhaustive search of every integer position within --radius level pixels of each
+finest-level pixel (an identity prior the network does not have), also with its
+displacements smoothed by a Gaussian of --smooth level pixels (a smoothness prior,
+which the network does not have either); the network's own
+dense level and PatchMatch; and PatchMatch started from the identity instead of the
+dense level. The network is untrained, its update blocks' flow heads zeroed, so that
+PatchMatch is propagation and selection alone: what the ConvGRU must learn to improve.
 """
 
 from __future__ import annotations
@@ -97,6 +110,11 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--every", type=int, default=200)
     parser.add_argument("--run", default=None, metavar="DIR", help="diagnose this trained run instead of training")
+    parser.add_argument("--ceiling", action="store_true", help="hand-made label features (module docstring)")
+    parser.add_argument("--sigmas", type=float, nargs="+", default=[1.0, 3.0],
+                        help="--ceiling: Gaussian blurs in level pixels; label_nc x their count <= model.nef")
+    parser.add_argument("--radius", type=int, default=4, help="--ceiling: the exhaustive search's reach")
+    parser.add_argument("--smooth", type=float, default=2.0, help="--ceiling: blur of the searched displacements")
     parser.add_argument("--out", default=None,
                         help="JSON (default: benchmarks/results/correspondence_learning.json, "
                              "or correspondence_diagnosis.json with --run)")
@@ -104,6 +122,8 @@ def main(argv=None) -> int:
     results = ROOT / "benchmarks" / "results"
     if args.run is not None:
         return diagnose_run(parser, args.run, args.overrides, args.out or str(results / "correspondence_diagnosis.json"))
+    if args.ceiling:
+        return ceiling_run(parser, args, args.out or str(results / "correspondence_ceiling.json"))
     args.out = args.out or str(results / "correspondence_learning.json")
     if args.steps < 1 or args.every < 1:
         parser.error("--steps and --every must be >= 1")
@@ -178,6 +198,133 @@ def diagnose_run(parser, run: str, overrides: list[str], out: str) -> int:
         parser.error("needs a run on data.dataset: synthetic (true flow) with model.corr_levels >= 2")
     row = {"run": run, "set": overrides, **diagnose(model, heldout_data(config))}
     write_report(out, [row], markdown_table(DIAGNOSIS, [row]))
+    return 0
+
+
+CEILING = [("matcher", "matcher"), ("EPE", "epe"), ("zero flow", "zero_flow"), ("ratio", "ratio"),
+           ("best-of-K EPE", "best_of_k"), ("mean largest weight", "max_weight")]
+
+
+def label_descriptors(label, factor: int, sigmas: list[float], channels: int):
+    """[B, h, w, channels]: the one-hot label block-averaged by `factor`, blurred by each
+    sigma (level pixels), concatenated, centred and normalised over channels, zero-padded
+    (after the normalisation, so padding changes no dot product)."""
+    import numpy as np
+    import tensorflow as tf
+    from scipy.ndimage import gaussian_filter
+
+    from cocosnet_tf import metrics
+    from cocosnet_tf.layers.norms import l2_normalize_channels
+
+    pooled = metrics.block_mean(label, factor)
+    blurred = np.concatenate([gaussian_filter(pooled, (0, s, s, 0), mode="nearest") for s in sigmas], -1)
+    normalised = l2_normalize_channels(tf.constant(blurred, tf.float32), centre=True)
+    return tf.pad(normalised, [[0, 0], [0, 0], [0, 0], [0, channels - blurred.shape[-1]]])
+
+
+def window_search(queries, values, radius: int):
+    """Per pixel, the integer position (x, y) within `radius` of it (clamped to the map)
+    whose value has the largest dot product with its query."""
+    import numpy as np
+
+    queries, values = np.asarray(queries), np.asarray(values)
+    b, h, w, _ = queries.shape
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    best, score = np.zeros((b, h, w, 2)), np.full((b, h, w), -np.inf)
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            y, x = np.clip(rows + dy, 0, h - 1), np.clip(cols + dx, 0, w - 1)
+            candidate = np.einsum("bhwc,bhwc->bhw", queries, values[:, y, x])
+            better = candidate > score
+            score = np.where(better, candidate, score)
+            best = np.where(better[..., None], np.stack([x, y], -1)[None].astype(float), best)
+    return best
+
+
+def smoothed(positions, sigma: float):
+    """Positions (x, y) [B, h, w, 2] whose displacements are blurred by a Gaussian."""
+    from scipy.ndimage import gaussian_filter
+
+    from cocosnet_tf import metrics
+
+    identity = metrics.identity_positions(*positions.shape[:3])
+    return identity + gaussian_filter(positions - identity, (0, sigma, sigma, 0), mode="nearest")
+
+
+def ceiling(model, data_config, sigmas: list[float], radius: int, smooth: float, batches: int = 4, batch_size: int = 8) -> list[dict]:
+    """The --ceiling rows (module docstring) on train.heldout_report's pairs."""
+    import numpy as np
+    import tensorflow as tf
+
+    from cocosnet_tf import metrics
+    from cocosnet_tf.correspondence.network import level_factor
+    from cocosnet_tf.correspondence.patchmatch import pixel_grid
+    from cocosnet_tf.data.pipeline import build_dataset
+
+    net, levels = model.correspondence, model.config.model.corr_levels
+    for patch_match in net.patch_match:
+        for variable in patch_match.update.head_2.weights:
+            variable.assign(tf.zeros_like(variable))
+    names = ("exhaustive search", f"exhaustive search, smoothed ({smooth:g})", "dense level + PatchMatch",
+             "identity + PatchMatch")
+    errors = {name: ([], [], []) for name in ("zero flow",) + names}
+    for i, batch in enumerate(build_dataset(data_config, batch_size, repeat=False)):
+        if i == batches:
+            break
+        batch = {k: v.numpy() for k, v in batch.items()}
+        flow, mask = metrics.flow_at_level(batch["flow"], metrics.valid_flow_mask(batch["flow"], batch["has_flow"]),
+                                           level_factor(levels - 1))
+        if not mask.any():
+            continue
+        theta, phi = ([label_descriptors(batch[key], level_factor(level), sigmas, net.nef) for level in range(levels)]
+                      for key in ("label", "exemplar_label"))
+        identity = tf.broadcast_to(pixel_grid(*theta[0].shape[1:3]), theta[0].shape[:3] + [2])
+        searched = window_search(theta[-1], phi[-1], radius)
+        found = {"zero flow": (metrics.identity_positions(*mask.shape), None, None),
+                 names[0]: (searched, None, None), names[1]: (smoothed(searched, smooth), None, None)}
+        for name, out in ((names[2], net.match(theta, phi, batch["exemplar"])),
+                          (names[3], net.refine(theta, phi, batch["exemplar"], identity))):
+            positions, weights = out["positions"][-1].numpy(), out["weights"][-1].numpy()
+            found[name] = (metrics.expected_positions(positions, weights), positions, weights)
+        for name, (predicted, positions, weights) in found.items():
+            errors[name][0].append(metrics.endpoint_errors(predicted, flow, mask))
+            if positions is not None:
+                errors[name][1].append(np.hypot(*np.moveaxis(positions - flow[..., None, :], -1, 0)).min(-1)[mask])
+                errors[name][2].append(weights.max(-1)[mask])
+    zero = float(np.mean(np.concatenate(errors["zero flow"][0])))
+    rows = []
+    for name in names:
+        epe, best, largest = (float(np.mean(np.concatenate(e))) if e else None for e in errors[name])
+        rows.append({"matcher": name, "epe": round(epe, 3), "zero_flow": round(zero, 3), "ratio": round(epe / zero, 3),
+                     "best_of_k": None if best is None else round(best, 3),
+                     "max_weight": None if largest is None else round(largest, 3)})
+    return rows
+
+
+def ceiling_run(parser, args, out: str) -> int:
+    import keras
+
+    from cocosnet_tf.config import ConfigError, load_config
+    from cocosnet_tf.model import CoCosNet
+    from cocosnet_tf.train import heldout_data
+
+    try:
+        config = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        parser.error(str(err))
+    if config.data.dataset != "synthetic" or config.model.corr_levels < 2:
+        parser.error("needs data.dataset: synthetic (true flow) and model.corr_levels >= 2")
+    if args.radius < 1 or not args.sigmas or min(args.sigmas) <= 0 or not args.smooth > 0:
+        parser.error("--radius must be >= 1, every --sigmas value and --smooth > 0")
+    if config.data.semantic_nc * len(args.sigmas) > config.model.nef:
+        parser.error(f"{config.data.semantic_nc} label channels x {len(args.sigmas)} sigmas exceed "
+                     f"model.nef {config.model.nef}, the width PatchMatch's update block takes")
+    keras.utils.set_random_seed(config.train.seed)
+    model = CoCosNet(config, config.data.semantic_nc)
+    model.build_all(*config.data.crop_size)
+    rows = [{"set": args.overrides, "sigmas": args.sigmas, "radius": args.radius, "smooth": args.smooth, **row}
+            for row in ceiling(model, heldout_data(config), args.sigmas, args.radius, args.smooth)]
+    write_report(out, rows, markdown_table(CEILING, rows))
     return 0
 
 

@@ -211,6 +211,27 @@ def test_outputs_shapes_batch_and_non_square():
     assert [f.shape[-1] for f in with_target["target_features"]] == [32, 32, 16]
 
 
+def test_refine_starts_patchmatch_from_the_given_coarse_match():
+    net = CorrespondenceNet(semantic_nc=5, nef=8, levels=2, iterations=0)  # the initial window, unchanged
+    label, exemplar, exemplar_label = inputs(batch=2, h=32, w=48)
+    _, _, theta, phi = net.projections(label, exemplar, exemplar_label)
+    out = net.match(theta, phi, exemplar)
+    # dense_best is (x, y); refine takes the coarsest match as (row, column)
+    refined = net.refine(theta, phi, exemplar, tf.reverse(out["dense_best"], [-1]))
+    for a, b in zip(out["warps"][1:] + out["positions"] + out["weights"],
+                    refined["warps"] + refined["positions"] + refined["weights"], strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+    # from the identity, pixel (r, c) of the next level tries (c + dc, r + dr) for the
+    # window's offsets (dr, dc) in -2, 0, 2, 4, clamped to the map
+    coarse = pixel_grid(4, 6).astype(np.float32)[..., ::-1]  # (row, column)
+    positions = net.refine(theta, phi, exemplar, tf.broadcast_to(coarse, [2, 4, 6, 2]))["positions"][0].numpy()
+    window = np.array([(dr, dc) for dr in (-2, 0, 2, 4) for dc in (-2, 0, 2, 4)])
+    rows, cols = np.meshgrid(np.arange(8), np.arange(12), indexing="ij")
+    expected = np.stack([np.clip(cols[..., None] + window[:, 1], 0, 11),
+                         np.clip(rows[..., None] + window[:, 0], 0, 7)], -1)
+    np.testing.assert_allclose(positions, np.broadcast_to(expected, positions.shape))
+
+
 def test_batch_elements_are_independent():
     net = small_net()
     label, exemplar, exemplar_label = inputs(batch=2)

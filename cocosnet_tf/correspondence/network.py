@@ -179,11 +179,18 @@ class CorrespondenceNet(Composite, keras.Model):
         warp, cycle_warp, best = dense_level(theta[0], phi[0], average_pool(exemplar, COARSEST_FACTOR),
                                              self.temperature, cycle=True, hard_best=not bilinear,
                                              chunk=0 if training else self.chunk)
-        out = {"warps": [warp], "cycle_warp": cycle_warp, "positions": [], "weights": [], "dense_best": swap_xy(best)}
+        refined = self.refine(theta, phi, exemplar, best if bilinear else tf.stop_gradient(best), training, step)
+        return {"warps": [warp] + refined["warps"], "cycle_warp": cycle_warp, "positions": refined["positions"],
+                "weights": refined["weights"], "dense_best": swap_xy(best)}
+
+    def refine(self, theta, phi, exemplar, best, training=False, step=0):
+        """PatchMatch at every finer level, started from `best` [B, h_0, w_0, 2], the
+        coarsest level's match (row, column). Returns per finer level: warps, positions
+        (x, y) and weights."""
+        out = {"warps": [], "positions": [], "weights": []}
         for level, patch_match in enumerate(self.patch_match, start=1):
-            init = initial_offsets(best if bilinear else tf.stop_gradient(best))
-            result = patch_match(theta[level], phi[level], average_pool(exemplar, level_factor(level)), init,
-                                 training=training, step=step)
+            result = patch_match(theta[level], phi[level], average_pool(exemplar, level_factor(level)),
+                                 initial_offsets(best), training=training, step=step)
             out["warps"].append(result["warp"])
             out["positions"].append(swap_xy(result["positions"]))
             out["weights"].append(result["weights"])
