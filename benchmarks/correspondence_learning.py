@@ -131,22 +131,13 @@ def main(argv=None) -> int:
     import keras
     import tensorflow as tf
 
-    from cocosnet_tf.config import ConfigError, load_config
     from cocosnet_tf.data.pipeline import build_dataset
     from cocosnet_tf.layers.spectral import power_iterations
-    from cocosnet_tf.model import CoCosNet
     from cocosnet_tf.train import heldout_data, heldout_report
 
-    try:
-        config = load_config(args.config, args.overrides)
-    except ConfigError as err:
-        parser.error(str(err))
-    if config.data.dataset != "synthetic" or config.model.corr_levels < 2:
-        parser.error("needs data.dataset: synthetic (true flow, class 0 the background) and model.corr_levels >= 2")
+    config = synthetic_config(parser, args)
     keras.mixed_precision.set_dtype_policy(config.train.mixed_precision)
-    keras.utils.set_random_seed(config.train.seed)
-    model = CoCosNet(config, config.data.semantic_nc)
-    model.build_all(*config.data.crop_size)
+    model = seeded_model(config)
     model.setup_training()
     net, optimizer = model.correspondence, model.g_optimizer
     variables = net.trainable_variables
@@ -184,6 +175,32 @@ def main(argv=None) -> int:
     return 0
 
 
+def synthetic_config(parser, args):
+    """The --config with --set, which must train on synthetic scenes (true flow, class 0
+    the background) with at least one PatchMatch level."""
+    from cocosnet_tf.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        parser.error(str(err))
+    if config.data.dataset != "synthetic" or config.model.corr_levels < 2:
+        parser.error("needs data.dataset: synthetic (true flow, class 0 the background) and model.corr_levels >= 2")
+    return config
+
+
+def seeded_model(config):
+    """A new CoCosNet built from train.seed."""
+    import keras
+
+    from cocosnet_tf.model import CoCosNet
+
+    keras.utils.set_random_seed(config.train.seed)
+    model = CoCosNet(config, config.data.semantic_nc)
+    model.build_all(*config.data.crop_size)
+    return model
+
+
 def diagnose_run(parser, run: str, overrides: list[str], out: str) -> int:
     from cocosnet_tf.config import ConfigError
     from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
@@ -202,7 +219,8 @@ def diagnose_run(parser, run: str, overrides: list[str], out: str) -> int:
 
 
 CEILING = [("matcher", "matcher"), ("EPE", "epe"), ("zero flow", "zero_flow"), ("ratio", "ratio"),
-           ("best-of-K EPE", "best_of_k"), ("mean largest weight", "max_weight")]
+           ("best-of-K EPE", "best_of_k"), ("mean largest weight", "max_weight"),
+           ("distinct candidates", "distinct")]
 
 
 def label_descriptors(label, factor: int, sigmas: list[float], channels: int):
@@ -251,6 +269,15 @@ def smoothed(positions, sigma: float):
     return identity + gaussian_filter(positions - identity, (0, sigma, sigma, 0), mode="nearest")
 
 
+def distinct_positions(positions):
+    """[B, h, w]: how many different positions the K candidates [B, h, w, K, 2] hold."""
+    import numpy as np
+
+    same = np.all(np.abs(positions[..., :, None, :] - positions[..., None, :, :]) < 1e-6, axis=-1)
+    repeats = np.any(np.tril(same, -1), axis=-1)  # an earlier candidate holds the same position
+    return positions.shape[-2] - np.count_nonzero(repeats, axis=-1)
+
+
 def ceiling(model, data_config, sigmas: list[float], radius: int, smooth: float, batches: int = 4, batch_size: int = 8) -> list[dict]:
     """The --ceiling rows (module docstring) on train.heldout_report's pairs."""
     import numpy as np
@@ -267,7 +294,7 @@ def ceiling(model, data_config, sigmas: list[float], radius: int, smooth: float,
             variable.assign(tf.zeros_like(variable))
     names = ("exhaustive search", f"exhaustive search, smoothed ({smooth:g})", "dense level + PatchMatch",
              "identity + PatchMatch")
-    errors = {name: ([], [], []) for name in ("zero flow",) + names}
+    errors = {name: ([], [], [], []) for name in ("zero flow",) + names}
     for i, batch in enumerate(build_dataset(data_config, batch_size, repeat=False)):
         if i == batches:
             break
@@ -291,37 +318,27 @@ def ceiling(model, data_config, sigmas: list[float], radius: int, smooth: float,
             if positions is not None:
                 errors[name][1].append(np.hypot(*np.moveaxis(positions - flow[..., None, :], -1, 0)).min(-1)[mask])
                 errors[name][2].append(weights.max(-1)[mask])
+                errors[name][3].append(distinct_positions(positions)[mask])
     zero = float(np.mean(np.concatenate(errors["zero flow"][0])))
     rows = []
     for name in names:
-        epe, best, largest = (float(np.mean(np.concatenate(e))) if e else None for e in errors[name])
-        rows.append({"matcher": name, "epe": round(epe, 3), "zero_flow": round(zero, 3), "ratio": round(epe / zero, 3),
-                     "best_of_k": None if best is None else round(best, 3),
-                     "max_weight": None if largest is None else round(largest, 3)})
+        epe, best, largest, distinct = (round(float(np.mean(np.concatenate(e))), 3) if e else None
+                                        for e in errors[name])
+        rows.append({"matcher": name, "epe": epe, "zero_flow": round(zero, 3), "ratio": round(epe / zero, 3),
+                     "best_of_k": best, "max_weight": largest, "distinct": distinct})
     return rows
 
 
 def ceiling_run(parser, args, out: str) -> int:
-    import keras
-
-    from cocosnet_tf.config import ConfigError, load_config
-    from cocosnet_tf.model import CoCosNet
     from cocosnet_tf.train import heldout_data
 
-    try:
-        config = load_config(args.config, args.overrides)
-    except ConfigError as err:
-        parser.error(str(err))
-    if config.data.dataset != "synthetic" or config.model.corr_levels < 2:
-        parser.error("needs data.dataset: synthetic (true flow) and model.corr_levels >= 2")
+    config = synthetic_config(parser, args)
     if args.radius < 1 or not args.sigmas or min(args.sigmas) <= 0 or not args.smooth > 0:
         parser.error("--radius must be >= 1, every --sigmas value and --smooth > 0")
     if config.data.semantic_nc * len(args.sigmas) > config.model.nef:
         parser.error(f"{config.data.semantic_nc} label channels x {len(args.sigmas)} sigmas exceed "
                      f"model.nef {config.model.nef}, the width PatchMatch's update block takes")
-    keras.utils.set_random_seed(config.train.seed)
-    model = CoCosNet(config, config.data.semantic_nc)
-    model.build_all(*config.data.crop_size)
+    model = seeded_model(config)
     rows = [{"set": args.overrides, "sigmas": args.sigmas, "radius": args.radius, "smooth": args.smooth, **row}
             for row in ceiling(model, heldout_data(config), args.sigmas, args.radius, args.smooth)]
     write_report(out, rows, markdown_table(CEILING, rows))
