@@ -82,7 +82,9 @@ def test_alignment_unet():
 
 def test_generator_passes_gradients_to_the_warps():
     def call(generator, label, coarse, fine, training=True):
-        return tf.reduce_mean(tf.abs(generator(label, [coarse, fine], training=training)))
+        # a smooth loss: with |output| an output near 0 can take either sign in the two
+        # runs' rounding and flip its share of the gradient (seen once under pytest -n 2)
+        return tf.reduce_mean(tf.square(generator(label, [coarse, fine], training=training)))
 
     assert_same_gradients(lambda recompute: Generator(5, levels=2, ngf=4, recompute=recompute),
                           [tensor(1, 64, 64, 5), tensor(1, 8, 8, 3), tensor(1, 16, 16, 3)], call, scale=10.0)
