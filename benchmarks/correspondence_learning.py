@@ -12,15 +12,18 @@ every --every steps reports the held-out finest-level end-point error against th
 flow (train.heldout_report's pairs), split into pixels inside objects and background
 pixels (class 0). A diagnostic for the demo's EPE target (README, "The demo run"): it
 separates what the correspondence learns from the generator and the discriminator, and
-shows where its error is. One process, no XLA; the table is printed as markdown and
-written to --out as JSON.
+shows where its error is. With --frozen-refinement the update blocks' flow heads are
+zeroed and left untrained, so that only the features and the search can learn. One
+process, no XLA; the table is printed as markdown and written to --out as JSON.
 
 With --run it trains nothing and diagnoses that run's correspondence on the same pairs:
 the finest level's EPE of the expected position (what the warp samples), of the
 top-weighted candidate and of the best of the K candidates (whether the search found
 the match), the mean largest softmax weight against 1/K (whether the scores tell the
 candidates apart), and the EPE when the target photo's exemplar-branch features stand
-in for the label's (whether the features localise at all, without the domain gap).
+in for the label's (whether the features localise at all, without the domain gap), and
+last the EPE with the flow heads zeroed (what features and search find without the
+ConvGRU's corrections).
 
 With --ceiling it trains nothing and asks how far matching label maps can go on this
 data, with hand-made features in place of learned ones: each level's one-hot label map,
@@ -71,9 +74,19 @@ def region_errors(model, data_config, batches: int = 4, batch_size: int = 8) -> 
     return {**means, "background_share": sizes["background"] / max(1, sum(sizes.values()))}
 
 
+def zero_flow_heads(net) -> list:
+    """Zero the update blocks' flow heads (their offset corrections); returns their variables."""
+    import tensorflow as tf
+
+    heads = [variable for patch_match in net.patch_match for variable in patch_match.update.head_2.weights]
+    for variable in heads:
+        variable.assign(tf.zeros_like(variable))
+    return heads
+
+
 DIAGNOSIS = [("EPE", "epe"), ("zero flow", "zero_flow"), ("top-1 candidate EPE", "top1"),
              ("best-of-K EPE", "best_of_k"), ("mean largest weight", "max_weight"), ("1 / K", "uniform"),
-             ("photo-to-photo EPE", "photo")]
+             ("photo-to-photo EPE", "photo"), ("EPE, flow heads zeroed", "unrefined")]
 
 
 def diagnose(model, data_config, batches: int = 4, batch_size: int = 8) -> dict:
@@ -99,6 +112,10 @@ def diagnose(model, data_config, batches: int = 4, batch_size: int = 8) -> dict:
         rows["max_weight"].append(weights.max(-1)[mask])
         rows["photo"].append(metrics.endpoint_errors(
             metrics.expected_positions(photo["positions"][-1].numpy(), photo["weights"][-1].numpy()), flow, mask))
+    # what the features and the search find without the ConvGRU's corrections
+    zero_flow_heads(net)
+    rows["unrefined"] = [metrics.endpoint_errors(predicted, flow, mask)
+                         for _, _, flow, mask, predicted in finest_predictions(model, data_config, batches, batch_size)]
     result = {key: round(float(np.mean(np.concatenate(values))), 3) for key, values in rows.items()}
     return {**result, "uniform": round(1.0 / weights.shape[-1], 4)}
 
@@ -110,6 +127,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--every", type=int, default=200)
     parser.add_argument("--run", default=None, metavar="DIR", help="diagnose this trained run instead of training")
+    parser.add_argument("--frozen-refinement", action="store_true",
+                        help="train with the update blocks' flow heads zeroed and frozen: features and search alone")
     parser.add_argument("--ceiling", action="store_true", help="hand-made label features (module docstring)")
     parser.add_argument("--sigmas", type=float, nargs="+", default=[1.0, 3.0],
                         help="--ceiling: Gaussian blurs in level pixels; label_nc x their count <= model.nef")
@@ -140,7 +159,8 @@ def main(argv=None) -> int:
     model = seeded_model(config)
     model.setup_training()
     net, optimizer = model.correspondence, model.g_optimizer
-    variables = net.trainable_variables
+    frozen = {id(v) for v in zero_flow_heads(net)} if args.frozen_refinement else set()
+    variables = [v for v in net.trainable_variables if id(v) not in frozen]
 
     @tf.function
     def train_step(batch):
@@ -170,7 +190,8 @@ def main(argv=None) -> int:
                      "background_share": round(regions["background_share"], 2),
                      "psnr_gain": round(report["psnr_gain"], 2)})
         print(markdown_table(COLUMNS, rows[-1:]).splitlines()[-1], flush=True)
-    write_report(args.out, [{"config": args.config, "set": args.overrides, **row} for row in rows],
+    write_report(args.out, [{"config": args.config, "set": args.overrides, "frozen_refinement": args.frozen_refinement,
+                             **row} for row in rows],
                  markdown_table(COLUMNS, rows))
     return 0
 
@@ -289,9 +310,7 @@ def ceiling(model, data_config, sigmas: list[float], radius: int, smooth: float,
     from cocosnet_tf.data.pipeline import build_dataset
 
     net, levels = model.correspondence, model.config.model.corr_levels
-    for patch_match in net.patch_match:
-        for variable in patch_match.update.head_2.weights:
-            variable.assign(tf.zeros_like(variable))
+    zero_flow_heads(net)
     names = ("exhaustive search", f"exhaustive search, smoothed ({smooth:g})", "dense level + PatchMatch",
              "identity + PatchMatch")
     errors = {name: ([], [], [], []) for name in ("zero flow",) + names}
