@@ -179,9 +179,12 @@ class CorrespondenceNet(Composite, keras.Model):
         warp, cycle_warp, best = dense_level(theta[0], phi[0], average_pool(exemplar, COARSEST_FACTOR),
                                              self.temperature, cycle=True, hard_best=not bilinear,
                                              chunk=0 if training else self.chunk)
+        # made before the finer levels' ops, as before refine() existed: made after them,
+        # three demo steps ended with other weights, and differently in two runs
+        dense_best = swap_xy(best)
         refined = self.refine(theta, phi, exemplar, best if bilinear else tf.stop_gradient(best), training, step)
         return {"warps": [warp] + refined["warps"], "cycle_warp": cycle_warp, "positions": refined["positions"],
-                "weights": refined["weights"], "dense_best": swap_xy(best)}
+                "weights": refined["weights"], "dense_best": dense_best}
 
     def refine(self, theta, phi, exemplar, best, training=False, step=0):
         """PatchMatch at every finer level, started from `best` [B, h_0, w_0, 2], the
