@@ -100,7 +100,6 @@ def diagnose(model, data_config, batches: int = 4, batch_size: int = 8) -> dict:
     for batch, out, flow, mask, predicted in finest_predictions(model, data_config, batches, batch_size):
         positions, weights = out["positions"][-1].numpy(), out["weights"][-1].numpy()
         top = np.take_along_axis(positions, np.argmax(weights, -1)[..., None, None], -2)[..., 0, :]
-        distances = np.hypot(*np.moveaxis(positions - flow[..., None, :], -1, 0))
         # the target photo's exemplar-branch projections stand in for the label's theta
         photo = net.match(net.project_exemplar(net.align(batch["image"], batch["label"])),
                           net.project_exemplar(net.align(batch["exemplar"], batch["exemplar_label"])),
@@ -108,7 +107,7 @@ def diagnose(model, data_config, batches: int = 4, batch_size: int = 8) -> dict:
         rows["epe"].append(metrics.endpoint_errors(predicted, flow, mask))
         rows["zero_flow"].append(metrics.endpoint_errors(metrics.identity_positions(*mask.shape), flow, mask))
         rows["top1"].append(metrics.endpoint_errors(top, flow, mask))
-        rows["best_of_k"].append(distances.min(-1)[mask])
+        rows["best_of_k"].append(metrics.endpoint_errors(positions, flow[..., None, :], mask).min(-1))
         rows["max_weight"].append(weights.max(-1)[mask])
         rows["photo"].append(metrics.endpoint_errors(
             metrics.expected_positions(photo["positions"][-1].numpy(), photo["weights"][-1].numpy()), flow, mask))
@@ -335,7 +334,7 @@ def ceiling(model, data_config, sigmas: list[float], radius: int, smooth: float,
         for name, (predicted, positions, weights) in found.items():
             errors[name][0].append(metrics.endpoint_errors(predicted, flow, mask))
             if positions is not None:
-                errors[name][1].append(np.hypot(*np.moveaxis(positions - flow[..., None, :], -1, 0)).min(-1)[mask])
+                errors[name][1].append(metrics.endpoint_errors(positions, flow[..., None, :], mask).min(-1))
                 errors[name][2].append(weights.max(-1)[mask])
                 errors[name][3].append(distinct_positions(positions)[mask])
     zero = float(np.mean(np.concatenate(errors["zero flow"][0])))
