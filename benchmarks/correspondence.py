@@ -46,7 +46,7 @@ def dense_everywhere(net, label, exemplar, exemplar_label):
     _, _, theta, phi = net.projections(label, exemplar, exemplar_label)
     warps = []
     for level, (q, r) in enumerate(zip(theta, phi)):
-        warp, _, _ = dense_level(q, r, average_pool(exemplar, level_factor(level)), net.temperature,
+        warp, _, _, _ = dense_level(q, r, average_pool(exemplar, level_factor(level)), net.temperature,
                                  cycle=level == 0, hard_best=True)
         warps.append(warp)
     return tf.add_n([tf.reduce_sum(w) for w in warps])

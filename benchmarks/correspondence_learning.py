@@ -9,7 +9,7 @@
 Trains only the correspondence network, on its own losses (warp-self, warp-cycle,
 alignment; the generator side's Adam, spectral power iterations as in training), and
 every --every steps reports the held-out finest-level end-point error against the zero
-flow (train.heldout_report's pairs), split into pixels inside objects and background
+flow (evaluate.heldout_report's pairs), split into pixels inside objects and background
 pixels (class 0). A diagnostic for the demo's EPE target (README, "The demo run"): it
 separates what the correspondence learns from the generator and the discriminator, and
 shows where its error is. With --frozen-refinement the update blocks' flow heads are
@@ -52,15 +52,32 @@ COLUMNS = [("step", "step"), ("seconds", "seconds"), ("warp-self", "warp_self"),
            ("warp PSNR gain (dB)", "psnr_gain")]
 
 
+def finest_predictions(model, data_config, batches: int, batch_size: int):
+    """Per held-out batch with known flow at the finest level: (batch as NumPy, the
+    correspondence's output, true flow and its mask at that level, predicted positions)."""
+    from cocosnet_tf import metrics
+    from cocosnet_tf.correspondence.network import level_factor
+    from cocosnet_tf.data.pipeline import build_dataset
+
+    factor = level_factor(model.config.model.corr_levels - 1)
+    for i, batch in enumerate(build_dataset(data_config, batch_size, repeat=False)):
+        if i == batches:
+            break
+        batch = {k: v.numpy() for k, v in batch.items()}
+        out = model.correspondence(batch["label"], batch["exemplar"], batch["exemplar_label"])
+        flow, mask = metrics.flow_at_level(batch["flow"], metrics.valid_flow_mask(batch), factor)
+        if out["positions"] and mask.any():
+            predicted = metrics.expected_positions(out["positions"][-1].numpy(), out["weights"][-1].numpy())
+            yield batch, out, flow, mask, predicted
+
+
 def region_errors(model, data_config, batches: int = 4, batch_size: int = 8) -> dict:
     """Finest-level end-point errors of the model and of the zero flow, inside objects and
-    on the background (class 0 over the whole block), on train.heldout_report's pairs."""
+    on the background (class 0 over the whole block), on evaluate.heldout_report's pairs."""
     import numpy as np
 
     from cocosnet_tf import metrics
     from cocosnet_tf.correspondence.network import level_factor
-    from cocosnet_tf.train import finest_predictions
-
     factor = level_factor(model.config.model.corr_levels - 1)
     errors = {"objects": ([], []), "background": ([], [])}
     for batch, _, flow, mask, predicted in finest_predictions(model, data_config, batches, batch_size):
@@ -90,11 +107,10 @@ DIAGNOSIS = [("EPE", "epe"), ("zero flow", "zero_flow"), ("top-1 candidate EPE",
 
 
 def diagnose(model, data_config, batches: int = 4, batch_size: int = 8) -> dict:
-    """The --run diagnosis (module docstring) on train.heldout_report's pairs."""
+    """The --run diagnosis (module docstring) on evaluate.heldout_report's pairs."""
     import numpy as np
 
     from cocosnet_tf import metrics
-    from cocosnet_tf.train import finest_predictions
 
     net, rows = model.correspondence, {key: [] for _, key in DIAGNOSIS if key != "uniform"}
     for batch, out, flow, mask, predicted in finest_predictions(model, data_config, batches, batch_size):
@@ -112,9 +128,9 @@ def diagnose(model, data_config, batches: int = 4, batch_size: int = 8) -> dict:
         rows["photo"].append(metrics.endpoint_errors(
             metrics.expected_positions(photo["positions"][-1].numpy(), photo["weights"][-1].numpy()), flow, mask))
     # what the features and the search find without the ConvGRU's corrections
-    zero_flow_heads(net)
-    rows["unrefined"] = [metrics.endpoint_errors(predicted, flow, mask)
-                         for _, _, flow, mask, predicted in finest_predictions(model, data_config, batches, batch_size)]
+    with net.flow_heads_zeroed():
+        rows["unrefined"] = [metrics.endpoint_errors(predicted, flow, mask) for _, _, flow, mask, predicted
+                             in finest_predictions(model, data_config, batches, batch_size)]
     result = {key: round(float(np.mean(np.concatenate(values))), 3) for key, values in rows.items()}
     return {**result, "uniform": round(1.0 / weights.shape[-1], 4)}
 
@@ -151,7 +167,7 @@ def main(argv=None) -> int:
 
     from cocosnet_tf.data.pipeline import build_dataset
     from cocosnet_tf.layers.spectral import power_iterations
-    from cocosnet_tf.train import heldout_data, heldout_report
+    from cocosnet_tf.evaluate import heldout_data, heldout_report
 
     config = synthetic_config(parser, args)
     keras.mixed_precision.set_dtype_policy(config.train.mixed_precision)
@@ -180,7 +196,7 @@ def main(argv=None) -> int:
         if step % args.every and step != args.steps:
             continue
         seconds = time.perf_counter() - start
-        report, regions = heldout_report(model, heldout), region_errors(model, heldout)
+        report, regions = heldout_report(model, config), region_errors(model, heldout)
         rows.append({"step": step, "seconds": round(seconds), "warp_self": round(float(losses.get("warp_self", 0.0)), 1),
                      "epe": round(report["epe_finest"], 2), "zero_flow": round(report["epe_zero_flow"], 2),
                      "ratio": round(report["epe_ratio"], 2),
@@ -224,7 +240,7 @@ def seeded_model(config):
 def diagnose_run(parser, run: str, overrides: list[str], out: str) -> int:
     from cocosnet_tf.config import ConfigError
     from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
-    from cocosnet_tf.train import heldout_data
+    from cocosnet_tf.evaluate import heldout_data
 
     try:
         config = load_run_config(run, overrides)
@@ -299,7 +315,7 @@ def distinct_positions(positions):
 
 
 def ceiling(model, data_config, sigmas: list[float], radius: int, smooth: float, batches: int = 4, batch_size: int = 8) -> list[dict]:
-    """The --ceiling rows (module docstring) on train.heldout_report's pairs."""
+    """The --ceiling rows (module docstring) on evaluate.heldout_report's pairs."""
     import numpy as np
     import tensorflow as tf
 
@@ -317,7 +333,7 @@ def ceiling(model, data_config, sigmas: list[float], radius: int, smooth: float,
         if i == batches:
             break
         batch = {k: v.numpy() for k, v in batch.items()}
-        flow, mask = metrics.flow_at_level(batch["flow"], metrics.valid_flow_mask(batch["flow"], batch["has_flow"]),
+        flow, mask = metrics.flow_at_level(batch["flow"], metrics.valid_flow_mask(batch),
                                            level_factor(levels - 1))
         if not mask.any():
             continue
@@ -348,7 +364,7 @@ def ceiling(model, data_config, sigmas: list[float], radius: int, smooth: float,
 
 
 def ceiling_run(parser, args, out: str) -> int:
-    from cocosnet_tf.train import heldout_data
+    from cocosnet_tf.evaluate import heldout_data
 
     config = synthetic_config(parser, args)
     if args.radius < 1 or not args.sigmas or min(args.sigmas) <= 0 or not args.smooth > 0:

@@ -46,9 +46,12 @@ class SyntheticConfig:
     """The embedded procedural scenes (cocosnet_tf.data.synthetic)."""
 
     num_samples: int = 2000  # samples per epoch; sample i is a pure function of (seed, i)
+    # objects: each object moves on its own, far (occlusions masked); smooth: one gentle
+    # warp of the whole scene
+    motion: Literal["objects", "smooth"] = "objects"
     min_objects: int = 4
-    max_objects: int = 9
-    warp_strength: float = 1.0  # scales the affine and non-rigid parts of the exemplar warp
+    max_objects: int = 6  # objects motion: at most the 7 classes (one object per class)
+    warp_strength: float = 1.0  # scales the exemplar's motion
     cross_scene_probability: float = 0.0  # exemplar from another layout (self_ref 0, no flow)
 
 
@@ -69,6 +72,7 @@ class EdgesConfig:
     """Any folder of photos; the semantic input is their Canny edge map."""
 
     image_dir: str = ""  # relative to data.root
+    heldout_dir: str = ""  # photos of the test phase (held-out report, evaluate); empty: image_dir
     canny_low: int = 50
     canny_high: int = 150
     blur_sigma: float = 1.0  # Gaussian blur before Canny, in pixels of the load size
@@ -143,6 +147,10 @@ class ModelConfig:
     topk: int = 16
     sampling: Literal["bilinear", "nearest"] = "bilinear"
     gru_hidden: int = 32
+    # beyond the official code (false there): both alignment U-Nets also read each pixel's
+    # normalised (x, y) (CoordConv), so that matching can tell apart places whose semantic
+    # map is alike, such as a featureless background, by where they are
+    coordinates: bool = False
     num_discriminators: int = 2
     discriminator_layers: int = 4
     # positions per chunk for PatchMatch's gradient-free candidate evaluation (always) and
@@ -168,6 +176,11 @@ class LossConfig:
     warp_self: float = 500.0
     warp_cycle: float = 1.0
     alignment: float = 10.0
+    # beyond the official code (0 there): supervise the correspondence with the true flow
+    # where a pair has one (synthetic scenes, pseudo-pairs): cross-entropy of the dense
+    # level's attention, L1 of every PatchMatch iteration's expected position
+    flow: float = 0.0
+    flow_gamma: float = 0.8  # RAFT's decay over iterations: iteration t weighs gamma^(T - t)
     vgg_weights: str = ""  # .h5/.weights.h5 file; empty: Keras' cache
 
 
@@ -182,6 +195,9 @@ class TrainConfig:
     mixed_precision: Literal["float32", "mixed_float16", "mixed_bfloat16", "float64"] = "float32"
     jit_compile: bool = False
     seed: int = 0  # initial weights, the same on every worker and rerun (the data has data.seed)
+    # deterministic kernels (tf.config.experimental.enable_op_determinism): two runs of one
+    # config end with the same weights, at some cost in speed
+    deterministic: bool = False
     logical_cpus: int = 0  # >1 splits the CPU into logical devices (multi-replica tests)
     # seconds between returns of freed heap memory to the system (glibc, cocosnet_tf.memory):
     # a lower peak RSS on a CPU for slower steps; 0: off
@@ -213,6 +229,8 @@ class EvaluateConfig:
     swd_min_resolution: int = 16  # the pyramid stops before its shorter side falls below this
     histogram_min_pixels: int = 64  # a class counts in a pair when it covers this many pixels in both images
     inception_weights: str = ""  # Inception-v3 notop .h5 for FID; empty: Keras' cache; none found: no FID
+    # also measure the correspondence with the ConvGRU's flow heads zeroed (a second pass)
+    refinement_ablation: bool = True
 
 
 @dataclass
@@ -402,8 +420,10 @@ def _check_values(c: Config) -> None:
         )
         s = d.synthetic
         _require(s.num_samples >= 1, "data.synthetic.num_samples", f"must be >= 1, got {s.num_samples}")
-        _require(1 <= s.min_objects <= s.max_objects <= 32, "data.synthetic.min_objects",
-                 f"need 1 <= min_objects ({s.min_objects}) <= max_objects ({s.max_objects}) <= 32")
+        most = SYNTHETIC_CLASSES - 1 if s.motion == "objects" else 32
+        _require(1 <= s.min_objects <= s.max_objects <= most, "data.synthetic.min_objects",
+                 f"need 1 <= min_objects ({s.min_objects}) <= max_objects ({s.max_objects}) <= {most}"
+                 + (" (motion objects: one object per class)" if s.motion == "objects" else ""))
         _require(0.0 <= s.warp_strength <= 2.0, "data.synthetic.warp_strength",
                  f"must be within [0, 2], got {s.warp_strength}")
         _require(0.0 <= s.cross_scene_probability <= 1.0, "data.synthetic.cross_scene_probability",
@@ -444,6 +464,7 @@ def _check_values(c: Config) -> None:
         value = getattr(c.losses, f.name)
         if isinstance(value, float):
             _require(value >= 0, f"losses.{f.name}", f"loss weights must be >= 0, got {value}")
+    _require(0 < c.losses.flow_gamma <= 1, "losses.flow_gamma", f"must be within (0, 1], got {c.losses.flow_gamma}")
 
     t = c.train
     for key in ("batch_size", "steps", "checkpoint_every", "log_every", "sample_every"):

@@ -10,7 +10,9 @@ output, target) and the resolved config.yaml.
 Metrics:
   correspondence   where the true flow is known: end-point error of every level, in its
                    own pixels and in image pixels, and PCK at 1, 3 and 5 of its pixels;
-                   beside it the zero flow and the coarsest level's flow upsampled
+                   beside it the zero flow, the coarsest level's flow upsampled and
+                   (evaluate.refinement_ablation) the model with its ConvGRU flow heads
+                   zeroed
   quality          PSNR, SSIM and L1 against the target: the output on every pair, the
                    warp of every level (and the unwarped exemplar) on pairs whose exemplar
                    shows the target's content, at that level's size
@@ -57,11 +59,10 @@ from cocosnet_tf.data.sources import build_source
 from cocosnet_tf.fileio import DataError, Staging
 from cocosnet_tf.model import CoCosNet
 from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
-from cocosnet_tf.train import heldout_data
 from cocosnet_tf.visualize import to_uint8, translation_grid
 
 PCK_THRESHOLDS = (1.0, 3.0, 5.0)  # in pixels of the level
-FLOW_METHODS = ("model", "zero_flow", "coarsest_upsampled")
+FLOW_METHODS = ("model", "zero_flow", "coarsest_upsampled", "flow_heads_zeroed")
 PROGRESS_SECONDS = 5.0
 OUTPUT_FILES = ("metrics.json", "metrics.md", "examples.png", "config.yaml")
 
@@ -71,11 +72,13 @@ CONVENTIONS = {
         "flow: absolute exemplar positions (x, y), pixel centres at integers; level l's true flow is the "
         "full-size flow averaged over each block, in that level's pixels, where the whole block's flow is "
         "known and inside the exemplar. Predicted: level 0 the dense level's best match (argmax), finer "
-        "levels the softmax-weighted mean of their K candidates (where the warp samples). epe: mean "
+        "levels the softmax-weighted mean of their K candidates (where the warp samples); the true flow is "
+        "known where the target point is visible in the exemplar (flow_mask). epe: mean "
         "Euclidean error over pixels of all pairs in level pixels, epe_image_pixels: the same times the "
         "level's factor; pck: share of pixels with error <= 1, 3, 5 level pixels. zero_flow: every pixel "
         "matched to itself; coarsest_upsampled: level 0's displacements scaled and repeated over each "
-        "block (nearest upsampling)"),
+        "block (nearest upsampling); flow_heads_zeroed: the model with its ConvGRU update blocks' flow heads "
+        "zeroed (propagation and selection without learned corrections)"),
     "psnr": "dB, images mapped to [0, 1], MSE floored at 1e-12 (identical images: 120 dB); mean over images",
     "ssim": ("Wang et al. 2004 on [0, 1] images: 11 x 11 Gaussian window sigma 1.5, K1 0.01, K2 0.03, per "
              "channel, mean over valid windows (as tf.image.ssim); none for images under 11 pixels"),
@@ -96,6 +99,14 @@ CONVENTIONS = {
 
 
 # ----------------------------------------------------------------------------- data and network
+
+
+def heldout_data(config: Config) -> DataConfig:
+    """Held-out pairs: the same data source, test phase, another seed; synthetic scenes
+    only with same-scene exemplars, so that every pair has its true flow."""
+    synthetic = replace(config.data.synthetic, cross_scene_probability=0.0,
+                        num_samples=min(config.data.synthetic.num_samples, 64))
+    return replace(config.data, phase="test", seed=config.data.seed + 10007, shuffle=False, synthetic=synthetic)
 
 
 def evaluation_data(config: Config) -> DataConfig:
@@ -135,6 +146,13 @@ def region_ids(semantic: np.ndarray, data: DataConfig) -> np.ndarray:
 # ----------------------------------------------------------------------------- accumulating
 
 
+def predicted_positions(out: dict) -> list[np.ndarray]:
+    """Per level, the position (x, y) each pixel matches: the dense level's best match,
+    then each PatchMatch level's softmax-weighted candidate (where its warp samples)."""
+    return [out["dense_best"]] + [metrics.expected_positions(p, w) for p, w in zip(out["positions"], out["weights"])]
+
+
+
 class Evaluation:
     """Everything measured so far, batch by batch."""
 
@@ -148,9 +166,15 @@ class Evaluation:
         self.colour: dict[str, dict[int, list]] = {"output_vs_exemplar": {}, "target_vs_exemplar": {}}
         self.grid_rows: list[tuple[dict, dict]] = []
 
-    def add(self, batch: dict, out: dict) -> None:
+    def flow_methods(self) -> tuple[str, ...]:
+        """The flows measured: the ablation's only when it ran."""
+        return tuple(m for m in FLOW_METHODS if m != "flow_heads_zeroed" or self.flow[m][-1].count)
+
+    def add(self, batch: dict, out: dict, unrefined: dict | None = None) -> None:
+        """One batch, its inference output and, for the ablation, the output with the flow
+        heads zeroed."""
         self.pairs += batch["label"].shape[0]
-        self.add_correspondence(batch, out)
+        self.add_correspondence(batch, out, unrefined)
         self.add_quality(batch, out)
         self.add_colours(batch, out)
         for key, image in (("output", out["image"]), ("target", batch["image"]), ("exemplar", batch["exemplar"])):
@@ -158,11 +182,10 @@ class Evaluation:
         if sum(len(b["label"]) for b, _ in self.grid_rows) < self.config.evaluate.grid_rows:
             self.grid_rows.append((batch, out))
 
-    def add_correspondence(self, batch: dict, out: dict) -> None:
+    def add_correspondence(self, batch: dict, out: dict, unrefined: dict | None) -> None:
         self.flow_pairs += int(np.count_nonzero(batch["has_flow"]))
-        valid = metrics.valid_flow_mask(batch["flow"], batch["has_flow"])
-        predicted = [out["dense_best"]] + [metrics.expected_positions(p, w)
-                                           for p, w in zip(out["positions"], out["weights"])]
+        valid = metrics.valid_flow_mask(batch)
+        predicted = predicted_positions(out)
         for level in range(self.levels):
             factor = level_factor(level)
             true, mask = metrics.flow_at_level(batch["flow"], valid, factor)
@@ -171,6 +194,8 @@ class Evaluation:
             b, h, w = mask.shape
             candidates = {"model": predicted[level], "zero_flow": metrics.identity_positions(b, h, w),
                           "coarsest_upsampled": metrics.upsampled_positions(predicted[0], level_factor(0) // factor)}
+            if unrefined is not None:
+                candidates["flow_heads_zeroed"] = predicted_positions(unrefined)[level]
             for method, positions in candidates.items():
                 self.flow[method][level].add(metrics.endpoint_errors(positions, true, mask))
 
@@ -228,7 +253,7 @@ def correspondence_report(ev: Evaluation) -> dict:
         factor = level_factor(level)
         entry = {"level": level, "factor": factor, "size": [h // factor, w // factor],
                  "pixels": ev.flow["model"][level].count}
-        entry.update({method: endpoint_summary(ev.flow[method][level], factor) for method in FLOW_METHODS})
+        entry.update({method: endpoint_summary(ev.flow[method][level], factor) for method in ev.flow_methods()})
         levels.append(entry)
     return {"computed": True, "pairs": ev.flow_pairs, "levels": levels}
 
@@ -322,7 +347,7 @@ def correspondence_markdown(section: dict) -> list[str]:
              "| level | size | flow | EPE (level px) | EPE (image px) | PCK@1 | PCK@3 | PCK@5 |",
              "|---|---|---|---|---|---|---|---|"]
     for entry in section["levels"]:
-        for method in FLOW_METHODS:
+        for method in (m for m in FLOW_METHODS if m in entry):
             m = entry[method]
             lines.append(f"| {entry['level']} (1/{entry['factor']}) | {entry['size'][1]}x{entry['size'][0]} | "
                          f"{method.replace('_', ' ')} | {number(m['epe'])} | {number(m['epe_image_pixels'])} | "
@@ -387,21 +412,27 @@ def markdown(result: dict) -> str:
 
 
 def evaluate(model: CoCosNet, config: Config, data: DataConfig, progress: bool = True) -> Evaluation:
+    """Every metric over the pairs of `data`, batch by batch."""
     source = build_source(data)
     total, batch_size = len(source), config.evaluate.batch_size
     if total == 0:
         raise DataError("the held-out split is empty: nothing to evaluate")
     infer = inference_function(model, config, several_batches=total > batch_size)
+    ablation = config.evaluate.refinement_ablation and config.model.corr_levels > 1
     ev = Evaluation(config)
     start = shown = time.perf_counter()
     for batch in build_dataset(data, batch_size, repeat=False, source=source):
         batch = {k: v.numpy() for k, v in batch.items()}
-        out = tf.nest.map_structure(lambda t: t.numpy(), infer(batch["label"], batch["exemplar"],
-                                                               batch["exemplar_label"]))
+        inputs = (batch["label"], batch["exemplar"], batch["exemplar_label"])
+        out = tf.nest.map_structure(lambda t: t.numpy(), infer(*inputs))
         if not np.isfinite(out["image"]).all():
             raise DataError("the network's output is not finite (NaN or inf); the checkpoint may have diverged "
                             "(nothing was written)")
-        ev.add(batch, out)
+        unrefined = None
+        if ablation and batch["has_flow"].any():
+            with model.correspondence.flow_heads_zeroed():
+                unrefined = tf.nest.map_structure(lambda t: t.numpy(), infer(*inputs))
+        ev.add(batch, out, unrefined)
         if progress and (time.perf_counter() - shown >= PROGRESS_SECONDS or ev.pairs == total):
             shown = time.perf_counter()
             print(f"{ev.pairs}/{total} pairs  {ev.pairs / max(shown - start, 1e-9):.2f} pairs/s", flush=True)
@@ -414,6 +445,34 @@ def examples_grid(ev: Evaluation) -> np.ndarray:
     output = np.concatenate([o["image"] for _, o in ev.grid_rows])[:rows]
     warps = [np.concatenate([o["warps"][level] for _, o in ev.grid_rows])[:rows] for level in range(ev.levels)]
     return translation_grid(batch, output, warps)
+
+
+def heldout_report(model: CoCosNet, config: Config) -> dict:
+    """The figures train.py writes to heldout.json at the end of a run, on the held-out
+    pairs (heldout_data): the finest level's EPE against the zero flow and against the
+    model with its flow heads zeroed, the finest warp's PSNR against the unwarped
+    exemplar, the output's PSNR and SSIM, its per-class colour distance to the exemplar
+    against the target's, and every level's correspondence figures."""
+    ev = evaluate(model, config, heldout_data(config), progress=False)
+    corr, quality, colour = correspondence_report(ev), quality_report(ev), colour_report(ev)
+    result = {"pairs": ev.pairs, "output_psnr": quality["output"]["psnr"], "output_ssim": quality["output"]["ssim"],
+              "colour_output_vs_exemplar": colour["output_vs_exemplar"]["mean"],
+              "colour_target_vs_exemplar": colour["target_vs_exemplar"]["mean"]}
+    if result["colour_target_vs_exemplar"]:
+        result["colour_ratio"] = result["colour_output_vs_exemplar"] / result["colour_target_vs_exemplar"]
+    if not corr["computed"] or ev.levels < 2:
+        return {**result, "note": "no held-out pairs with known flow (or a single correspondence level)"}
+    finest, warp = corr["levels"][-1], quality["warps"][-1]
+    result.update({"level_factor": finest["factor"], "pixels": finest["pixels"], "epe_finest": finest["model"]["epe"],
+                   "epe_zero_flow": finest["zero_flow"]["epe"],
+                   "epe_coarsest_upsampled": finest["coarsest_upsampled"]["epe"]})
+    result["epe_ratio"] = result["epe_finest"] / result["epe_zero_flow"]
+    if "flow_heads_zeroed" in finest:
+        result["epe_flow_heads_zeroed"] = finest["flow_heads_zeroed"]["epe"]
+        result["refinement_gain"] = 1.0 - result["epe_finest"] / result["epe_flow_heads_zeroed"]
+    result.update({"warp_psnr": warp["warp"]["psnr"], "exemplar_psnr": warp["exemplar"]["psnr"],
+                   "psnr_gain": warp["warp"]["psnr"] - warp["exemplar"]["psnr"], "levels": corr["levels"]})
+    return result
 
 
 def summary_line(result: dict) -> str:

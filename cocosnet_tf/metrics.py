@@ -25,19 +25,31 @@ def block_mean(array: np.ndarray, factor: int) -> np.ndarray:
     return blocks.mean(axis=(2, 4))
 
 
+COHERENT_LEVEL_PIXELS = 0.5
+
+
 def flow_at_level(flow: np.ndarray, mask: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
     """Full-resolution flow [B, H, W, 2] and mask -> the flow between level pixels.
 
     Level pixel i covers full pixels f i .. f i + f - 1, whose centre is f i + (f - 1) / 2;
-    a level pixel counts only when its whole block has a valid flow.
+    a level pixel counts only when its whole block has a valid flow, and a coherent one:
+    every pixel's flow within COHERENT_LEVEL_PIXELS level pixels of the block's mean (a
+    block across two objects that move apart has no one flow).
     """
-    level = (block_mean(flow, factor) - (factor - 1) / 2.0) / factor
-    return level, block_mean(mask.astype(np.float32), factor) == 1.0
+    mean = block_mean(flow, factor)
+    b, h, w = flow.shape[:3]
+    blocks = flow.reshape(b, h // factor, factor, w // factor, factor, 2)
+    spread = np.abs(blocks - mean[:, :, None, :, None]).max(axis=(2, 4, 5)) / factor
+    level = (mean - (factor - 1) / 2.0) / factor
+    return level, (block_mean(mask.astype(np.float32), factor) == 1.0) & (spread <= COHERENT_LEVEL_PIXELS)
 
 
-def valid_flow_mask(flow: np.ndarray, has_flow: np.ndarray) -> np.ndarray:
-    """[B, H, W]: pixels of samples with a known flow that lands inside the exemplar."""
-    return inside(flow, *flow.shape[1:3]) & (np.reshape(has_flow, (-1, 1, 1)) > 0)
+def valid_flow_mask(batch: dict) -> np.ndarray:
+    """[B, H, W]: pixels of samples with a known flow (`flow_mask`) that lands inside the
+    exemplar."""
+    flow = batch["flow"]
+    known = (batch["flow_mask"][..., 0] > 0) & (np.reshape(batch["has_flow"], (-1, 1, 1)) > 0)
+    return inside(flow, *flow.shape[1:3]) & known
 
 
 def endpoint_errors(predicted: np.ndarray, flow: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -20,14 +20,14 @@ import keras
 import tensorflow as tf
 
 from cocosnet_tf.config import Config
-from cocosnet_tf.correspondence.network import CorrespondenceNet
+from cocosnet_tf.correspondence.network import CorrespondenceNet, level_factor
 from cocosnet_tf.discriminator import MultiscaleDiscriminator
 from cocosnet_tf.generator import Generator
 from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.spectral import power_iterations
 from cocosnet_tf.losses import adversarial, contextual, correspondence, vgg
 
-TRAIN_KEYS = ("label", "image", "exemplar", "exemplar_label", "self_ref")
+TRAIN_KEYS = ("label", "image", "exemplar", "exemplar_label", "self_ref", "flow", "flow_mask")
 SELF_REF_EPSILON = 1e-5
 GENERATOR_ADAM_EPSILON = 1e-3  # the official optimizer_G; the discriminator keeps Adam's default
 
@@ -152,8 +152,9 @@ class CoCosNet(Composite, keras.Model):
         return {**losses, **self.correspondence_losses(batch, out, self_ref_total)}, fake
 
     def correspondence_losses(self, batch, out, self_ref_total):
-        """The correspondence network's own losses (warp-self, warp-cycle, alignment) on its
-        output `out` for `batch` (called with the ground truth image), as weighted shares."""
+        """The correspondence network's own losses (warp-self, warp-cycle, alignment, flow) on
+        its output `out` for `batch` (called with the ground truth image, in training), as
+        weighted shares."""
         w, losses = self.config.losses, {}
         if w.warp_self > 0:
             # the self_ref-weighted mean over the global batch
@@ -165,6 +166,10 @@ class CoCosNet(Composite, keras.Model):
         if w.alignment > 0:
             losses["alignment"] = w.alignment * self._average(
                 correspondence.alignment(out["features"], out["target_features"]))
+        if w.flow > 0:
+            factors = [level_factor(level) for level in range(self.config.model.corr_levels)]
+            losses["flow"] = w.flow * self._average(correspondence.flow_supervision(
+                out, batch["flow"], batch["flow_mask"], w.flow_gamma, factors))
         return losses
 
     def _generator_gradients_eager(self, batch, self_ref_total):

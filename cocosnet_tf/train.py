@@ -27,18 +27,16 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from cocosnet_tf import metrics
 from cocosnet_tf.cli import add_config_arguments, config_from_args, run
 from cocosnet_tf.config import Config, ConfigError, load_config
-from cocosnet_tf.correspondence.network import level_factor
 from cocosnet_tf.data.pipeline import build_dataset, distributed_dataset
+from cocosnet_tf.evaluate import heldout_data, heldout_report
 from cocosnet_tf.fileio import atomic_write_text, save_png
 from cocosnet_tf.losses.vgg import find_weights
 from cocosnet_tf.memory import MemoryReleaser
@@ -87,14 +85,6 @@ def is_chief(strategy) -> bool:
     return task_type in (None, "chief") or (task_type == "worker" and task_id == 0)
 
 
-def heldout_data(config: Config):
-    """Held-out pairs: the same data source, test phase, another seed; synthetic scenes
-    only with same-scene exemplars, so that every pair has its true flow."""
-    synthetic = replace(config.data.synthetic, cross_scene_probability=0.0,
-                        num_samples=min(config.data.synthetic.num_samples, 64))
-    return replace(config.data, phase="test", seed=config.data.seed + 10007, shuffle=False, synthetic=synthetic)
-
-
 # ---------------------------------------------------------------------------- the trainer
 class Trainer:
     def __init__(self, config: Config, run_dir: Path, resume: bool):
@@ -105,6 +95,8 @@ class Trainer:
         print(f"strategy: {type(self.strategy).__name__}, replicas: {self.strategy.num_replicas_in_sync}", flush=True)
         h, w = config.data.crop_size
         keras.utils.set_random_seed(config.train.seed)  # the same initial weights on every worker and rerun
+        if config.train.deterministic:
+            tf.config.experimental.enable_op_determinism()
         # a host-side counter: outside the scope it stays a plain variable, not a mirrored one
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         with self.strategy.scope():
@@ -213,45 +205,6 @@ class Trainer:
             tf.summary.image("samples", grid[None], step=step)
 
 
-def finest_predictions(model, data_config, batches: int, batch_size: int):
-    """Per held-out batch with known flow at the finest level: (batch as NumPy, the
-    correspondence's output, true flow and its mask at that level, predicted positions)."""
-    factor = level_factor(model.config.model.corr_levels - 1)
-    for i, batch in enumerate(build_dataset(data_config, batch_size, repeat=False)):
-        if i == batches:
-            break
-        batch = {k: v.numpy() for k, v in batch.items()}
-        out = model.correspondence(batch["label"], batch["exemplar"], batch["exemplar_label"])
-        flow, mask = metrics.flow_at_level(batch["flow"], metrics.valid_flow_mask(batch["flow"], batch["has_flow"]),
-                                           factor)
-        if out["positions"] and mask.any():
-            predicted = metrics.expected_positions(out["positions"][-1].numpy(), out["weights"][-1].numpy())
-            yield batch, out, flow, mask, predicted
-
-
-def heldout_report(model, data_config, batches: int = 4, batch_size: int = 8) -> dict:
-    """Finest-level end-point error (in that level's pixels) against the zero flow, and
-    the finest warp's PSNR against the unwarped exemplar, both compared with the target
-    pooled to that level, on held-out pairs with true flow."""
-    errors, zero_errors, warp_psnr, exemplar_psnr = [], [], [], []
-    factor = level_factor(model.config.model.corr_levels - 1)
-    for batch, out, flow, mask, predicted in finest_predictions(model, data_config, batches, batch_size):
-        errors.append(metrics.endpoint_errors(predicted, flow, mask))
-        b, h, w = mask.shape
-        zero_errors.append(metrics.endpoint_errors(metrics.identity_positions(b, h, w), flow, mask))
-        with_flow = batch["has_flow"] > 0
-        target = metrics.block_mean(batch["image"], factor)[with_flow]
-        warp_psnr.append(metrics.psnr(out["warps"][-1].numpy()[with_flow], target))
-        exemplar_psnr.append(metrics.psnr(metrics.block_mean(batch["exemplar"], factor)[with_flow], target))
-    if not errors:
-        return {"note": "no held-out pairs with known flow (or a single correspondence level)"}
-    epe, zero = float(np.mean(np.concatenate(errors))), float(np.mean(np.concatenate(zero_errors)))
-    warp, exemplar = float(np.mean(np.concatenate(warp_psnr))), float(np.mean(np.concatenate(exemplar_psnr)))
-    return {"level_factor": factor, "pixels": int(sum(e.size for e in errors)), "epe_finest": epe,
-            "epe_zero_flow": zero, "epe_ratio": epe / zero, "warp_psnr": warp, "exemplar_psnr": exemplar,
-            "psnr_gain": warp - exemplar}
-
-
 def weights_fingerprint(variables) -> str:
     """SHA-256 of the variables' values, in order (this worker's copy)."""
     digest = hashlib.sha256()
@@ -298,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
         # every worker prints it: replicas and workers must end with the same weights
         print(f"weights fingerprint: {weights_fingerprint(trainer.model.variables)}", flush=True)
         if trainer.chief and int(trainer.step) >= config.train.steps:
-            report = heldout_report(trainer.model, heldout_data(config))
+            report = heldout_report(trainer.model, config)
             atomic_write_text(run_dir / "heldout.json", json.dumps(report, indent=2) + "\n")
             print("held-out:", json.dumps(report))
 

@@ -71,7 +71,7 @@ def test_patchmatch_alone_recovers_known_correspondence(kind, mode):
     full = SmoothWarp.random(np.random.default_rng(5), *size, strength=1.0)
     feats, ex, truth, inside = level_features(rng, kind, 8, size, full)
     pooled = np.zeros(feats.shape[:3] + (3,), np.float32)
-    _, _, best = dense_level(tf.constant(feats), tf.constant(ex), tf.constant(pooled), 0.01, False, True)
+    _, _, best, _ = dense_level(tf.constant(feats), tf.constant(ex), tf.constant(pooled), 0.01, False, True)
     err = np.abs(best.numpy()[0] - truth).max(-1)[inside]
     assert np.mean(err <= 1.0) >= 0.95
     for factor in (4, 2, 1):
@@ -260,7 +260,7 @@ def test_dense_level_in_row_chunks_equals_whole():
     whole = dense_level(q, r, pooled, 0.1, cycle=True, hard_best=True)
     for chunk in (16, 7 * 16, 60 * 16):  # 1 row, 7 rows (ragged last chunk), all rows
         parts = dense_level(q, r, pooled, 0.1, cycle=True, hard_best=True, chunk=chunk)
-        for x, y in zip(whole, parts):
+        for x, y in zip(whole[:3], parts[:3]):
             np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-5)
 
 

@@ -158,7 +158,9 @@ def shifted_batch(shift):
     images = np.zeros((2, SIZE, SIZE, 3), np.float32)
     label = np.zeros((2, SIZE, SIZE, 8), np.float32)
     label[..., 0] = 1
-    return {"flow": flow, "has_flow": np.array([1.0, 0.0]), "self_ref": np.array([1.0, 0.0]), "image": images,
+    flow_mask = np.stack([np.ones((SIZE, SIZE, 1)), np.zeros((SIZE, SIZE, 1))]).astype(np.float32)
+    return {"flow": flow, "flow_mask": flow_mask, "has_flow": np.array([1.0, 0.0]), "self_ref": np.array([1.0, 0.0]),
+            "image": images,
             "exemplar": images, "label": label, "exemplar_label": label}
 
 

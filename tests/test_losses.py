@@ -74,3 +74,77 @@ def test_vgg_losses_on_random_weights():
     assert vgg.feature_matching(fa, fb).numpy()[0] > 0
     assert vgg.perceptual(fa, fb).numpy()[0] > 0
     assert np.all(np.isfinite(contextual.contextual_vgg(fa, fb).numpy()))
+
+
+# ----------------------------------------------------------------------------- flow supervision
+
+FACTORS = [8, 4, 2]  # a 64 x 64 image: 8 x 8 dense, 16 x 16 and 32 x 32 PatchMatch
+
+
+def shifted_flow(batch=2, size=64, shift=(8.0, -16.0)):
+    """Every pixel comes from `shift` away: an integer shift at every level."""
+    from cocosnet_tf.data.geometry import pixel_grid
+
+    flow = np.broadcast_to(pixel_grid(size, size) + shift, (batch, size, size, 2)).astype(np.float32)
+    return tf.constant(flow), tf.ones([batch, size, size, 1])
+
+
+def outputs_at(flow, mask, error=0.0, iterations=2):
+    """A correspondence output whose dense attention is sure of the true coarse position and
+    whose PatchMatch trajectories are the true flow plus `error` (level pixels, along x)."""
+    true0, _ = correspondence.flow_at_level(flow, mask, FACTORS[0])
+    b, h, w = true0.shape[:3]
+    x = tf.clip_by_value(tf.round(true0[..., 0]), 0, w - 1)
+    y = tf.clip_by_value(tf.round(true0[..., 1]), 0, h - 1)
+    index = tf.reshape(tf.cast(y * w + x, tf.int32), [b, h * w])
+    log_attention = tf.nn.log_softmax(1e3 * tf.one_hot(index, h * w), axis=-1)
+    trajectories = []
+    for factor in FACTORS[1:]:
+        true, _ = correspondence.flow_at_level(flow, mask, factor)
+        trajectories.append([true + [error, 0.0] for _ in range(iterations)])
+    return {"dense_log_attention": log_attention, "trajectories": trajectories}
+
+
+def test_flow_at_level_equals_the_metric():
+    from cocosnet_tf import metrics
+    from cocosnet_tf.data import synthetic
+
+    pairs = [synthetic.make_pair(3, i, 64, 64) for i in range(4)]
+    pairs = [p for p in pairs if p.self_ref]
+    flow = np.stack([p.flow for p in pairs])
+    mask = np.stack([p.flow_mask for p in pairs])
+    for factor in FACTORS:
+        level, known = correspondence.flow_at_level(tf.constant(flow), tf.constant(mask[..., None], tf.float32),
+                                                    factor)
+        expected, expected_known = metrics.flow_at_level(flow, mask, factor)
+        np.testing.assert_array_equal(known.numpy() > 0, expected_known)
+        np.testing.assert_allclose(level.numpy(), expected, atol=1e-4)
+
+
+def test_flow_loss_is_zero_at_the_true_flow_and_grows_with_the_error():
+    flow, mask = shifted_flow()
+    losses = [correspondence.flow_supervision(outputs_at(flow, mask, error), flow, mask, 0.8, FACTORS).numpy()
+              for error in (0.0, 0.5, 2.0)]
+    np.testing.assert_allclose(losses[0], 0.0, atol=1e-4)
+    assert np.all(losses[0] < losses[1]) and np.all(losses[1] < losses[2])
+    # two PatchMatch levels, two iterations weighted 0.8 and 1: the L1 error times 2 x 1.8
+    np.testing.assert_allclose(losses[2], 2.0 * 2 * 1.8, rtol=1e-4)
+    # the dense level: a uniform attention costs log(N) per position
+    uniform = outputs_at(flow, mask)
+    uniform["dense_log_attention"] = tf.fill([2, 64, 64], -float(np.log(64.0)))
+    np.testing.assert_allclose(correspondence.flow_supervision(uniform, flow, mask, 0.8, FACTORS).numpy(),
+                               np.log(64.0), rtol=1e-4)
+
+
+def test_flow_loss_counts_only_pixels_whose_flow_is_known():
+    flow, mask = shifted_flow()
+    out = outputs_at(flow, mask, error=1.0)
+    # sample 1: no flow at all; sample 0: the left half unknown, and there the prediction is wrong
+    mask = tf.concat([tf.concat([tf.zeros([1, 64, 32, 1]), tf.ones([1, 64, 32, 1])], axis=2),
+                      tf.zeros([1, 64, 64, 1])], axis=0)
+    wrong_left = [[t + tf.constant([5.0, 5.0]) * tf.cast(tf.range(t.shape[2]) < t.shape[2] // 2, tf.float32)[
+        None, None, :, None] for t in level] for level in out["trajectories"]]
+    loss = correspondence.flow_supervision(out, flow, mask, 0.8, FACTORS).numpy()
+    hidden = correspondence.flow_supervision({**out, "trajectories": wrong_left}, flow, mask, 0.8, FACTORS).numpy()
+    np.testing.assert_allclose(hidden, loss, rtol=1e-6)
+    assert loss[1] == 0.0 and loss[0] > 0

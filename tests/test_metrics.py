@@ -21,13 +21,17 @@ def smooth_images(seed, count=4, size=64):
 
 def test_a_known_shift_gives_its_endpoint_error_and_pck():
     flow = (pixel_grid(16, 16) + [3.0, 4.0])[None].astype(np.float32)  # every pixel comes from 3 right, 4 down
-    mask = metrics.valid_flow_mask(flow, np.ones(1))
+    known = np.ones((1, 16, 16, 1), np.float32)
+    mask = metrics.valid_flow_mask({"flow": flow, "flow_mask": known, "has_flow": np.ones(1)})
     assert mask.sum() == 13 * 12  # x + 3 <= 15 and y + 4 <= 15: the rest leaves the exemplar
     stats = metrics.EndpointStats((1.0, 3.0, 5.0))
     stats.add(metrics.endpoint_errors(metrics.identity_positions(1, 16, 16), flow, mask))
     assert stats.count == 156 and stats.mean() == pytest.approx(5.0)
     assert stats.pck() == {"1": 0.0, "3": 0.0, "5": 1.0}
-    assert not metrics.valid_flow_mask(flow, np.zeros(1)).any()  # a pair without flow counts nowhere
+    # a pair without flow counts nowhere, nor do pixels whose flow is unknown (occluded)
+    assert not metrics.valid_flow_mask({"flow": flow, "flow_mask": known, "has_flow": np.zeros(1)}).any()
+    known[0, :4] = 0
+    assert metrics.valid_flow_mask({"flow": flow, "flow_mask": known, "has_flow": np.ones(1)}).sum() == 13 * 8
 
 
 def test_a_shift_at_a_coarser_level_is_the_shift_over_the_factor():
@@ -35,6 +39,10 @@ def test_a_shift_at_a_coarser_level_is_the_shift_over_the_factor():
     level, mask = metrics.flow_at_level(flow, np.ones((1, 32, 32), bool), 4)
     assert level.shape == (1, 8, 8, 2) and mask.all()
     np.testing.assert_allclose(level - pixel_grid(8, 8), np.broadcast_to([2.0, -1.0], (1, 8, 8, 2)))
+    # the columns from 18 on move 6 pixels further: the blocks of columns 16-19 have no one flow
+    flow[:, :, 18:] += [6.0, 0.0]
+    level, mask = metrics.flow_at_level(flow, np.ones((1, 32, 32), bool), 4)
+    assert not mask[0, :, 4].any() and mask[0, :, :4].all() and mask[0, :, 5:].all()
 
 
 def test_upsampled_positions_keep_a_translation_exact_and_identity_identical():

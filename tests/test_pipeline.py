@@ -63,8 +63,8 @@ def test_augmentation_keeps_the_flow_true(make_config, flip):
     c = make_config("data.crop_size=96", "data.load_size=[128, 112]", "data.scale_range=[1.0, 1.4]",
                     f"data.flip={flip}", "data.synthetic.num_samples=6")
     for s in first(build_dataset(c.data, shuffle=False), 6):
-        valid = inside(s["flow"], 96, 96)
-        assert valid.mean() > 0.5
+        valid = s["flow_mask"][..., 0] > 0
+        assert valid.mean() > 0.3 and not (valid & ~inside(s["flow"], 96, 96)).any()
         err = np.abs(sample_bilinear(s["exemplar"], s["flow"]) - s["image"]).max(-1)[valid]
         assert np.median(err) < 0.02 and np.mean(err < 0.1) > 0.9
 
@@ -74,7 +74,7 @@ def test_unknown_flow_stays_zero_through_augmentation(make_config):
                     "data.synthetic.cross_scene_probability=1.0", "data.synthetic.num_samples=4")
     for s in first(build_dataset(c.data, shuffle=False), 4):
         assert s["has_flow"] == 0 and s["self_ref"] == 0
-        assert not s["flow"].any()
+        assert not s["flow"].any() and not s["flow_mask"].any()
 
 
 def test_labels_stay_one_hot_through_scaling(make_config):
@@ -120,11 +120,13 @@ def test_identity_flow_stays_identity_under_scale_crop_flip(make_config):
     grid = pixel_grid(96, 80).astype(np.float32)
     sample = {"image": tf.zeros([96, 80, 3]), "exemplar": tf.zeros([96, 80, 3]),
               "label": tf.zeros([96, 80, 8]), "exemplar_label": tf.zeros([96, 80, 8]),
-              "flow": tf.constant(grid), "has_flow": tf.constant(1.0), "self_ref": tf.constant(1.0)}
+              "flow": tf.constant(grid), "flow_mask": tf.ones([96, 80, 1]), "has_flow": tf.constant(1.0),
+              "self_ref": tf.constant(1.0)}
     for position in range(8):
         out = augment(sample, tf.constant([0, position], tf.int64), c.data)
         flow = out["flow"].numpy()
         np.testing.assert_allclose(flow[2:-2, 2:-2], pixel_grid(64, 64)[2:-2, 2:-2], atol=1e-3)
+        assert out["flow_mask"].numpy()[2:-2, 2:-2].all()  # every point stays known and inside
 
 
 def test_labels_move_with_the_image(make_config):
@@ -138,7 +140,7 @@ def test_labels_move_with_the_image(make_config):
     label = np.eye(8, dtype=np.float32)[classes]
     sample = {"image": tf.constant(image), "exemplar": tf.constant(image), "label": tf.constant(label),
               "exemplar_label": tf.constant(label), "flow": tf.zeros([96, 80, 2]),
-              "has_flow": tf.constant(0.0), "self_ref": tf.constant(1.0)}
+              "flow_mask": tf.zeros([96, 80, 1]), "has_flow": tf.constant(0.0), "self_ref": tf.constant(1.0)}
     flipped = 0
     for position in range(12):
         out = augment(sample, tf.constant([0, position], tf.int64), c.data)
@@ -166,3 +168,29 @@ def test_test_phase_is_a_centre_crop_without_flips(make_config):
     for s in first(build_dataset(c.data, shuffle=False), 3):
         raw = source.load(int(s["index"]), seed=0)
         np.testing.assert_array_equal(s["image"], raw["image"][16:80, 16:80])
+
+
+def test_the_flow_mask_moves_with_the_image_and_drops_points_outside(make_config):
+    # the image's red channel marks the known right half; the flow is the identity, or
+    # 30 rows down (so that the crop's bottom rows come from outside the exemplar)
+    from cocosnet_tf.data.geometry import pixel_grid
+    from cocosnet_tf.data.pipeline import augment
+
+    c = make_config("data.crop_size=64", "data.load_size=[96, 80]", "data.scale_range=[1.0, 1.5]", "data.flip=true")
+    known = np.zeros([96, 80, 1], np.float32)
+    known[:, 40:] = 1
+    image = np.repeat(known, 3, axis=-1)
+    for shift in (0.0, 30.0):
+        flow = pixel_grid(96, 80).astype(np.float32) + [0.0, shift]
+        sample = {"image": tf.constant(image), "exemplar": tf.constant(image), "label": tf.zeros([96, 80, 8]),
+                  "exemplar_label": tf.zeros([96, 80, 8]), "flow": tf.constant(flow),
+                  "flow_mask": tf.constant(known), "has_flow": tf.constant(1.0), "self_ref": tf.constant(1.0)}
+        for position in range(6):
+            out = augment(sample, tf.constant([0, position], tf.int64), c.data)
+            mask, red = out["flow_mask"].numpy()[..., 0], out["image"].numpy()[..., 0]
+            assert set(np.unique(mask)) <= {0.0, 1.0} and mask.any()
+            assert np.all(red[mask > 0] > 0.999)  # known only where every blended pixel was known
+            assert not mask[red < 0.001].any()
+            assert np.all(inside(out["flow"].numpy()[mask > 0], 64, 64))
+            if shift:
+                assert not mask[-5:].any()  # their points lie below the exemplar's crop

@@ -7,6 +7,10 @@ call(label, exemplar, exemplar_label) returns a dict:
                      in exemplar pixels of that level (the data's flow convention)
     weights          list per PatchMatch level, [B, h, w, K] softmax weights
     dense_best       [B, h_0, w_0, 2] best match (x, y) of the dense coarsest level
+and in training (what the flow supervision reads):
+    dense_log_attention  [B, h_0 * w_0, h_0 * w_0] the dense level's log attention
+    trajectories     list per PatchMatch level, per iteration [B, h, w, 2] the expected
+                     position (x, y) (PatchMatchLevel's `trajectory`)
     features         list per level, the input branch's normalised U-Net features
     exemplar_features  the same for the exemplar branch
 and, when `image` (the ground truth) is passed, `target_features`: the exemplar
@@ -16,6 +20,8 @@ Level l (0 = coarsest) is at S / 2^(3 - l): the official four levels are S/8 ...
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import keras
 import tensorflow as tf
@@ -40,7 +46,8 @@ def dense_level(queries, values, exemplar, temperature, cycle: bool, hard_best: 
     """Softmax attention over every exemplar position (the coarsest level).
 
     queries, values [B, h, w, C]; exemplar [B, h, w, 3] pooled. Returns (warp,
-    cycle_warp or None, best position (row, col) [B, h, w, 2]). With `hard_best` the best
+    cycle_warp or None, best position (row, col) [B, h, w, 2], log attention [B, N, N]
+    or None when chunked). With `hard_best` the best
     position is the argmax, as the official code; otherwise it still *is* the argmax
     but its gradient is that of the attention-weighted position (straight-through), so
     that the finer levels' losses reach this level.
@@ -65,7 +72,7 @@ def dense_level(queries, values, exemplar, temperature, cycle: bool, hard_best: 
 
         warp_best = sampling.chunked(forward, [q], rows)
         warp, best = warp_best[..., :3], warp_best[..., 3:]
-        cycle_warp = None
+        cycle_warp = log_attention = None
         if cycle:  # backwards: each exemplar position attends over the input's
             cycle_warp = sampling.chunked(
                 lambda r_rows: tf.matmul(tf.nn.softmax(tf.matmul(r_rows, q, transpose_b=True) / temperature), warp),
@@ -73,6 +80,7 @@ def dense_level(queries, values, exemplar, temperature, cycle: bool, hard_best: 
     else:
         logits = tf.matmul(q, r, transpose_b=True) / temperature  # [B, N, N]
         attention = tf.nn.softmax(logits, axis=-1)
+        log_attention = tf.nn.log_softmax(logits, axis=-1)  # the flow supervision's; unused, it is pruned
         warp = tf.matmul(attention, pooled)
         cycle_warp = None
         if cycle:
@@ -83,7 +91,7 @@ def dense_level(queries, values, exemplar, temperature, cycle: bool, hard_best: 
             best = soft + tf.stop_gradient(best - soft)
     if cycle_warp is not None:
         cycle_warp = tf.reshape(cycle_warp, [b, h, w, 3])
-    return tf.reshape(warp, [b, h, w, 3]), cycle_warp, tf.reshape(best, [b, h, w, 2])
+    return tf.reshape(warp, [b, h, w, 3]), cycle_warp, tf.reshape(best, [b, h, w, 2]), log_attention
 
 
 def dense_rows(chunk: int) -> int:
@@ -91,6 +99,20 @@ def dense_rows(chunk: int) -> int:
     candidates, the dense level scores rows x N; chunk / 16 rows keeps a 128x128 coarsest
     level (N = 16384) at 64 MiB of scores per chunk."""
     return max(1, chunk // 16)
+
+
+def with_coordinates(maps: tf.Tensor) -> tf.Tensor:
+    """maps [B, H, W, C] with two more channels: each pixel's column and row, scaled to
+    [-1, 1] (CoordConv)."""
+    shape = tf.shape(maps)
+    b, h, w = shape[0], shape[1], shape[2]
+
+    def ramp(n):
+        return tf.cast(tf.range(n), maps.dtype) * (2.0 / tf.cast(tf.maximum(n - 1, 1), maps.dtype)) - 1.0
+
+    columns = tf.broadcast_to(ramp(w)[None, None, :, None], [b, h, w, 1])
+    rows = tf.broadcast_to(ramp(h)[None, :, None, None], [b, h, w, 1])
+    return tf.concat([maps, columns, rows], axis=-1)
 
 
 def swap_xy(positions: tf.Tensor) -> tf.Tensor:
@@ -102,12 +124,13 @@ class CorrespondenceNet(Composite, keras.Model):
     def __init__(self, semantic_nc: int, nef: int = 32, levels: int = 4, temperature: float = 0.01,
                  iterations: int = 5, candidates: int = 16, gru_hidden: int = 32, sampling: str = "bilinear",
                  chunk: int = 0, seed: int = 0, recompute: bool = False, band: int = 0,
-                 spade_hidden: int = SPADE_HIDDEN, **kwargs):
+                 spade_hidden: int = SPADE_HIDDEN, coordinates: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.semantic_nc, self.nef, self.levels = semantic_nc, nef, levels
         self.temperature, self.iterations, self.candidates = temperature, iterations, candidates
         self.gru_hidden, self.sampling, self.chunk, self.seed = gru_hidden, sampling, chunk, seed
         self.recompute, self.band, self.spade_hidden = recompute, band, spade_hidden
+        self.coordinates = coordinates  # both U-Nets also read each pixel's position
         self.unet_label = AlignmentUNet(nef, levels, recompute, band, spade_hidden, name="adaptive_model_seg")
         self.unet_exemplar = AlignmentUNet(nef, levels, recompute, band, spade_hidden, name="adaptive_model_img")
         self.theta = checkpointed(self, "theta", [conv(nef, 1, name=f"theta_{i}") for i in range(levels)])
@@ -123,7 +146,7 @@ class CorrespondenceNet(Composite, keras.Model):
         return cls(semantic_nc, model.nef, model.corr_levels, model.temperature, model.patchmatch_iterations,
                    model.topk, model.gru_hidden, model.sampling, model.inference_chunk,
                    recompute=model.recompute, band=model.recompute_band, spade_hidden=model.spade_hidden,
-                   **kwargs)
+                   coordinates=model.coordinates, **kwargs)
 
     def _check(self, label, exemplar, exemplar_label, image):
         named = {"label": label, "exemplar": exemplar, "exemplar_label": exemplar_label}
@@ -147,15 +170,19 @@ class CorrespondenceNet(Composite, keras.Model):
     def align(self, image, label, training=False):
         """The exemplar branch's normalised features of (image, label), per level."""
         return [l2_normalize_channels(f, centre=False)
-                for f in self.unet_exemplar(tf.concat([image, label], -1), training=training)]
+                for f in self.unet_exemplar(self._positioned(tf.concat([image, label], -1)), training=training)]
 
     def projections(self, label, exemplar, exemplar_label, training=False):
         """Per level: (features, exemplar_features, theta, phi); theta and phi are the
         channel-centred projections the matching compares."""
-        features = [l2_normalize_channels(f, centre=False) for f in self.unet_label(label, training=training)]
+        features = [l2_normalize_channels(f, centre=False)
+                    for f in self.unet_label(self._positioned(label), training=training)]
         exemplar_features = self.align(exemplar, exemplar_label, training)
         theta = [l2_normalize_channels(t(f), centre=True) for t, f in zip(self.theta, features)]
         return features, exemplar_features, theta, self.project_exemplar(exemplar_features)
+
+    def _positioned(self, maps):
+        return with_coordinates(maps) if self.coordinates else maps
 
     def project_exemplar(self, features):
         """phi: the channel-centred projections of exemplar-branch features, per level."""
@@ -176,33 +203,54 @@ class CorrespondenceNet(Composite, keras.Model):
         finer one, each started from the previous one's best match. Returns the module
         docstring's keys but the features."""
         bilinear = self.sampling == "bilinear"
-        warp, cycle_warp, best = dense_level(theta[0], phi[0], average_pool(exemplar, COARSEST_FACTOR),
-                                             self.temperature, cycle=True, hard_best=not bilinear,
-                                             chunk=0 if training else self.chunk)
+        warp, cycle_warp, best, log_attention = dense_level(
+            theta[0], phi[0], average_pool(exemplar, COARSEST_FACTOR), self.temperature, cycle=True,
+            hard_best=not bilinear, chunk=0 if training else self.chunk)
         # made before the finer levels' ops, as before refine() existed: made after them,
         # three demo steps ended with other weights, and differently in two runs
         dense_best = swap_xy(best)
         refined = self.refine(theta, phi, exemplar, best if bilinear else tf.stop_gradient(best), training, step)
-        return {"warps": [warp] + refined["warps"], "cycle_warp": cycle_warp, "positions": refined["positions"],
-                "weights": refined["weights"], "dense_best": dense_best}
+        out = {"warps": [warp] + refined["warps"], "cycle_warp": cycle_warp, "positions": refined["positions"],
+               "weights": refined["weights"], "dense_best": dense_best}
+        if training:
+            out.update(dense_log_attention=log_attention, trajectories=refined["trajectories"])
+        return out
 
     def refine(self, theta, phi, exemplar, best, training=False, step=0):
         """PatchMatch at every finer level, started from `best` [B, h_0, w_0, 2], the
         coarsest level's match (row, column). Returns per finer level: warps, positions
-        (x, y) and weights."""
-        out = {"warps": [], "positions": [], "weights": []}
+        (x, y) and weights, and in training trajectories (x, y)."""
+        out = {"warps": [], "positions": [], "weights": [], "trajectories": []}
         for level, patch_match in enumerate(self.patch_match, start=1):
             result = patch_match(theta[level], phi[level], average_pool(exemplar, level_factor(level)),
                                  initial_offsets(best), training=training, step=step)
             out["warps"].append(result["warp"])
             out["positions"].append(swap_xy(result["positions"]))
             out["weights"].append(result["weights"])
+            if training:
+                out["trajectories"].append([swap_xy(p) for p in result["trajectory"]])
             # the next level starts from this level's first candidate, as the official code
             best = result["positions"][..., 0, :]
         return out
+
+    @contextmanager
+    def flow_heads_zeroed(self):
+        """Within the block, the update blocks' flow heads are zero: PatchMatch keeps its
+        propagation and selection but no ConvGRU correction (the refinement's ablation).
+        The weights are restored after."""
+        heads = [variable for level in self.patch_match for variable in level.update.head_2.weights]
+        kept = [variable.numpy() for variable in heads]
+        for variable in heads:
+            variable.assign(tf.zeros_like(variable))
+        try:
+            yield
+        finally:
+            for variable, value in zip(heads, kept):
+                variable.assign(value)
 
     def get_config(self):
         return {**super().get_config(), "semantic_nc": self.semantic_nc, "nef": self.nef, "levels": self.levels,
                 "temperature": self.temperature, "iterations": self.iterations, "candidates": self.candidates,
                 "gru_hidden": self.gru_hidden, "sampling": self.sampling, "chunk": self.chunk, "seed": self.seed,
-                "recompute": self.recompute, "band": self.band, "spade_hidden": self.spade_hidden}
+                "recompute": self.recompute, "band": self.band, "spade_hidden": self.spade_hidden,
+                "coordinates": self.coordinates}

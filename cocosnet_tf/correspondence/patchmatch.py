@@ -147,11 +147,16 @@ class PatchMatchLevel(Composite, keras.layers.Layer):
 
         # two propagations reach one row each, then the update block's convolutions
         reach = 2 + UPDATE_REACH
-        return banded(block, recompute, reach, self.band)(hidden, offsets, index_1, index_2, probabilities, cells)
+        hidden, offsets = banded(block, recompute, reach, self.band)(hidden, offsets, index_1, index_2,
+                                                                      probabilities, cells)
+        return hidden, offsets, probabilities
 
     def call(self, features, exemplar_features, exemplar, init_offsets, training=False, step=0):
         """features, exemplar_features [B,H,W,C] (normalised), exemplar [B,H,W,3] (pooled),
-        init_offsets [B,H,W,K,2] -> dict(warp, positions (row, col), weights).
+        init_offsets [B,H,W,K,2] -> dict(warp, positions (row, col), weights), and in
+        training `trajectory`: per iteration the expected position [B,H,W,2] (row, col),
+        the updated candidates weighted by their selection probabilities (without
+        gradient), the last one the final output's (the flow supervision reads them).
 
         In training the propagation order is random, drawn statelessly from (seed, step,
         iteration): every replica and worker draws the same, and a resumed run (whose
@@ -167,22 +172,29 @@ class PatchMatchLevel(Composite, keras.layers.Layer):
         hidden = rematerialized(self.hidden_init, remat)(features, exemplar_features)
         offsets = init_offsets
         k = self.candidates
+        trajectory = []
         for t in range(self.iterations):
             # the official code picks the propagation order at random in training
             horizontal_first = self._random_order(step, t) if training else True
-            hidden, offsets = self._iterate(hidden, offsets, remat, horizontal_first, frozen_q, frozen_v, grid,
-                                            height, width)
+            hidden, offsets, probabilities = self._iterate(hidden, offsets, remat, horizontal_first, frozen_q,
+                                                           frozen_v, grid, height, width)
+            if training and t < self.iterations - 1:
+                share = probabilities / tf.reduce_sum(probabilities, axis=-1, keepdims=True)
+                trajectory.append(tf.einsum("bhwk,bhwkc->bhwc", share, offsets) + grid)
         positions = tf.reshape(offsets, [b, n, k, 2]) + tf.reshape(grid, [1, n, 1, 2])
         pooled = tf.reshape(exemplar, [b, n, exemplar.shape[-1]])
         warp_weights = self._final_warp(queries, values, pooled, positions, height, width, training)
         warp, weights = warp_weights[..., :3], warp_weights[..., 3:]
         shape = tf.shape(features)[:3]
         positions = self._sampled_positions(positions, height, width)
-        return {
+        out = {
             "warp": tf.reshape(warp, tf.concat([shape, [3]], 0)),
             "positions": tf.reshape(positions, tf.concat([shape, [k, 2]], 0)),
             "weights": tf.reshape(weights, tf.concat([shape, [k]], 0)),
         }
+        if training:
+            out["trajectory"] = trajectory + [tf.einsum("bhwk,bhwkc->bhwc", out["weights"], out["positions"])]
+        return out
 
     def _random_order(self, step, iteration: int) -> tf.Tensor:
         counter = tf.cast(step, tf.int64) * self.iterations + iteration

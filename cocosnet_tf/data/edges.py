@@ -28,7 +28,8 @@ def edge_map(image: np.ndarray, config: EdgesConfig) -> np.ndarray:
 class EdgeSource(FolderSource):
     def __init__(self, config: DataConfig):
         super().__init__(config)
-        folder = config.edges.image_dir
+        folder = config.edges.heldout_dir if config.phase == "test" and config.edges.heldout_dir else \
+            config.edges.image_dir
         keys = [f"{folder}/{rel}" if folder else rel for rel in list_images(os.path.join(self.root, folder))]
         self._finish(keys)
 

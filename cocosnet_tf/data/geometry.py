@@ -21,6 +21,7 @@ MAX_SHEAR = 0.08
 MAX_TRANSLATION = 0.10
 NON_RIGID_MODES = 4
 NON_RIGID_LIPSCHITZ = 0.25  # at strength 1: sum over modes of |amplitude| * 2 pi |frequency|
+BEND_FREQUENCY = (0.5, 1.5)  # an object's bend: cycles per normalised unit (objects span ~0.2-0.8)
 
 
 @dataclass(frozen=True)
@@ -42,15 +43,20 @@ class SmoothWarp:
         rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
         matrix = rot @ np.array([[1.0, shear], [0.0, 1.0]]) @ np.diag(scale)
         offset = rng.uniform(-MAX_TRANSLATION, MAX_TRANSLATION, size=2) * s
-        direction = rng.uniform(0, 2 * np.pi, size=NON_RIGID_MODES)
-        magnitude = rng.uniform(0.25, 0.75, size=NON_RIGID_MODES)
-        frequencies = np.stack([np.cos(direction), np.sin(direction)], -1) * magnitude[:, None]
-        share = rng.uniform(0.5, 1.0, size=NON_RIGID_MODES) * NON_RIGID_LIPSCHITZ * s / NON_RIGID_MODES
-        unit = rng.normal(size=(NON_RIGID_MODES, 2))
-        unit /= np.linalg.norm(unit, axis=-1, keepdims=True)
-        amplitudes = unit * (share / (2 * np.pi * magnitude))[:, None]
-        phases = rng.uniform(0, 2 * np.pi, size=NON_RIGID_MODES)
+        frequencies, amplitudes, phases = _sinusoid_modes(rng, NON_RIGID_LIPSCHITZ * s, (0.25, 0.75))
         return SmoothWarp(height, width, matrix, offset, frequencies, amplitudes, phases)
+
+    @staticmethod
+    def rigid(rng: np.random.Generator, height: int, width: int, centre, angle: float, translation,
+              bend: float, bend_frequency: tuple[float, float] = BEND_FREQUENCY) -> "SmoothWarp":
+        """A rotation by `angle` (radians) about `centre`, then a `translation` (both in
+        normalised units), plus a smooth bend of Lipschitz bound `bend` (< 1)."""
+        cos, sin = np.cos(angle), np.sin(angle)
+        rot = np.array([[cos, -sin], [sin, cos]])
+        centre = np.asarray(centre, dtype=np.float64)
+        offset = centre + np.asarray(translation, dtype=np.float64) - rot @ centre
+        frequencies, amplitudes, phases = _sinusoid_modes(rng, bend, bend_frequency)
+        return SmoothWarp(height, width, rot, offset, frequencies, amplitudes, phases)
 
     # normalised coordinates: centre of the image at 0, half the longer side = 1
     def _centre_radius(self) -> tuple[np.ndarray, float]:
@@ -93,6 +99,19 @@ class SmoothWarp:
     def flow(self) -> np.ndarray:
         """[H, W, 2] float32: for each target pixel, its exemplar position (x, y)."""
         return self.forward(pixel_grid(self.height, self.width)).astype(np.float32)
+
+
+def _sinusoid_modes(rng: np.random.Generator, lipschitz: float, frequency: tuple[float, float]):
+    """NON_RIGID_MODES sinusoidal displacement modes (frequencies [K, 2] in cycles per
+    normalised unit, amplitudes [K, 2], phases [K]) whose summed slope is at most `lipschitz`."""
+    direction = rng.uniform(0, 2 * np.pi, size=NON_RIGID_MODES)
+    magnitude = rng.uniform(*frequency, size=NON_RIGID_MODES)
+    frequencies = np.stack([np.cos(direction), np.sin(direction)], -1) * magnitude[:, None]
+    share = rng.uniform(0.5, 1.0, size=NON_RIGID_MODES) * lipschitz / NON_RIGID_MODES
+    unit = rng.normal(size=(NON_RIGID_MODES, 2))
+    unit /= np.linalg.norm(unit, axis=-1, keepdims=True)
+    amplitudes = unit * (share / (2 * np.pi * magnitude))[:, None]
+    return frequencies, amplitudes, rng.uniform(0, 2 * np.pi, size=NON_RIGID_MODES)
 
 
 def pixel_grid(height: int, width: int) -> np.ndarray:

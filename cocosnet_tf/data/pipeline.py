@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_KEYS = ("image", "exemplar")
 LABEL_KEYS = ("label", "exemplar_label")
+FLOW_KEYS = ("flow", "flow_mask")
 
 
 class _Loader:
@@ -37,7 +38,8 @@ class _Loader:
         self.placeholder = {
             "label": np.zeros((h, w, c), np.float32), "image": np.zeros((h, w, 3), np.float32),
             "exemplar": np.zeros((h, w, 3), np.float32), "exemplar_label": np.zeros((h, w, c), np.float32),
-            "self_ref": np.float32(0), "flow": np.zeros((h, w, 2), np.float32), "has_flow": np.float32(0),
+            "self_ref": np.float32(0), "flow": np.zeros((h, w, 2), np.float32),
+            "flow_mask": np.zeros((h, w, 1), np.float32), "has_flow": np.float32(0),
         }
 
     def __call__(self, index, epoch):
@@ -84,7 +86,9 @@ def augment(sample: dict, seed: tf.Tensor, config: DataConfig) -> dict:
 
     `flow` holds exemplar positions; the exemplar undergoes the same transform, so a
     value transforms like a position: x -> (x + 0.5) * scale - 0.5, minus the crop
-    offset, mirrored by a flip.
+    offset, mirrored by a flip. `flow_mask` is resized bilinearly and kept only where
+    every pixel it blends was known (a blend of two layers' flows is no flow), and
+    loses the points the crop moved outside the exemplar.
     """
     (height, width), (crop_h, crop_w) = config.load_hw, config.crop_size
     out = dict(sample)
@@ -95,10 +99,11 @@ def augment(sample: dict, seed: tf.Tensor, config: DataConfig) -> dict:
         new_h = tf.maximum(crop_h, tf.cast(tf.round(height * scale), tf.int32))
         new_w = tf.maximum(crop_w, tf.cast(tf.round(width * scale), tf.int32))
         size = tf.stack([new_h, new_w])
-        for key in IMAGE_KEYS + ("flow",):
+        for key in IMAGE_KEYS + FLOW_KEYS:
             out[key] = tf.image.resize(out[key], size, method="bilinear")
         for key in LABEL_KEYS:
             out[key] = tf.image.resize(out[key], size, method="nearest")
+        out["flow_mask"] = tf.cast(out["flow_mask"] > 0.999, tf.float32)
         ratio = tf.stack([tf.cast(new_w, tf.float32) / width, tf.cast(new_h, tf.float32) / height])
         out["flow"] = (out["flow"] + 0.5) * ratio - 0.5
     else:
@@ -110,18 +115,21 @@ def augment(sample: dict, seed: tf.Tensor, config: DataConfig) -> dict:
                                            new_w - crop_w + 1, dtype=tf.int32)
     else:  # evaluation sees the centre, unflipped, at the load scale
         top, left = (new_h - crop_h) // 2, (new_w - crop_w) // 2
-    for key in IMAGE_KEYS + LABEL_KEYS + ("flow",):
+    for key in IMAGE_KEYS + LABEL_KEYS + FLOW_KEYS:
         out[key] = out[key][top: top + crop_h, left: left + crop_w]
     out["flow"] = out["flow"] - tf.cast(tf.stack([left, top]), tf.float32)
+    x, y = out["flow"][..., 0:1], out["flow"][..., 1:2]
+    within = (x >= 0) & (x <= crop_w - 1) & (y >= 0) & (y <= crop_h - 1)
+    out["flow_mask"] = out["flow_mask"] * tf.cast(within, tf.float32)
     if config.flip and training:
         flip_seed = tf.random.experimental.stateless_fold_in(seed, 3)
         do_flip = tf.random.stateless_uniform([], flip_seed) < 0.5
-        for key in IMAGE_KEYS + LABEL_KEYS + ("flow",):
+        for key in IMAGE_KEYS + LABEL_KEYS + FLOW_KEYS:
             out[key] = tf.cond(do_flip, lambda k=key: tf.reverse(out[k], [1]), lambda k=key: out[k])
         mirrored = tf.stack([crop_w - 1 - out["flow"][..., 0], out["flow"][..., 1]], axis=-1)
         out["flow"] = tf.where(do_flip, mirrored, out["flow"])
     out["flow"] = out["flow"] * out["has_flow"]  # unknown flow stays exactly zero
-    for key in IMAGE_KEYS + LABEL_KEYS + ("flow",):
+    for key in IMAGE_KEYS + LABEL_KEYS + FLOW_KEYS:
         out[key] = tf.ensure_shape(out[key], [crop_h, crop_w, sample[key].shape[-1]])
     return out
 

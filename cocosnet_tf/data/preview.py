@@ -1,7 +1,8 @@
 """`python -m cocosnet_tf.data.preview`: look at what the pipeline feeds the network.
 
 Writes `preview.png`, a contact sheet with one row per sample (label, exemplar, exemplar
-label, image, flow as colour, exemplar warped by the flow), the resolved `config.yaml`
+label, image, flow as colour, exemplar warped by the flow; both grey where the flow is
+unknown: occluded in the exemplar or outside it), the resolved `config.yaml`
 and, with `--arrays`, `sample_NNNN.npz` holding every key of each sample dict.
 """
 
@@ -41,8 +42,9 @@ def sample_row(sample: dict) -> list[np.ndarray]:
     h, w = sample["image"].shape[:2]
     unknown = np.full((h, w, 3), 64, np.uint8)
     if sample["has_flow"] > 0:
-        flow = flow_colour(sample["flow"])
-        warped = to_uint8(sample_bilinear(sample["exemplar"], sample["flow"]))
+        known = sample["flow_mask"] > 0
+        flow = np.where(known, flow_colour(sample["flow"]), unknown)
+        warped = np.where(known, to_uint8(sample_bilinear(sample["exemplar"], sample["flow"])), unknown)
     else:
         flow, warped = unknown, unknown
     return [colourise(sample["label"]), to_uint8(sample["exemplar"]), colourise(sample["exemplar_label"]),
