@@ -147,10 +147,6 @@ class ModelConfig:
     topk: int = 16
     sampling: Literal["bilinear", "nearest"] = "bilinear"
     gru_hidden: int = 32
-    # beyond the official code (false there): both alignment U-Nets also read each pixel's
-    # normalised (x, y) (CoordConv), so that matching can tell apart places whose semantic
-    # map is alike, such as a featureless background, by where they are
-    coordinates: bool = False
     num_discriminators: int = 2
     discriminator_layers: int = 4
     # positions per chunk for PatchMatch's gradient-free candidate evaluation (always) and

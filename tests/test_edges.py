@@ -66,3 +66,24 @@ def test_edge_source_other_photo_exemplars(make_config, photo_folder):
     assert len(source) == 4  # image_dir empty: the whole root
     sample = source.load(1, seed=5)
     assert sample["self_ref"] == 0 and sample["has_flow"] == 0 and not sample["flow"].any()
+
+
+def test_the_photos_command_tiles_training_and_heldout_photos_apart(tmp_path, capsys):
+    from cocosnet_tf.config import load_config
+    from cocosnet_tf.data import photos
+
+    photos.main(["--out", str(tmp_path / "photos"), "--tile", "64", "--scales", "64", "128"])
+    assert "training and" in capsys.readouterr().out
+    split = {name: sorted(os.listdir(tmp_path / "photos" / name)) for name in ("train", "heldout")}
+    sources = {name: {f.rsplit("_", 1)[0] for f in files} for name, files in split.items()}
+    assert sources["heldout"] == set(photos.HELDOUT) and not sources["heldout"] & sources["train"]
+    tile = np.asarray(Image.open(tmp_path / "photos" / "heldout" / split["heldout"][0]))
+    assert tile.shape == (64, 64, 3) and tile.std() > 5  # a piece of a photograph, not a blank
+    # the edges demo's config reads them: training tiles in the train phase, held-out ones in the test phase
+    config = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", "edges_demo.yaml"),
+                         [f"data.root={tmp_path / 'photos'}"])
+    assert len(build_source(config.data)) == len(split["train"])
+    test_data = config.data.__class__(**{**config.data.__dict__, "phase": "test"})
+    assert len(build_source(test_data)) == len(split["heldout"])
+    sample = build_source(test_data).load(0, seed=0)
+    assert sample["has_flow"] == 1 and 0.3 < sample["flow_mask"].mean() <= 1.0

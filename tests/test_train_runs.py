@@ -60,11 +60,15 @@ def assert_close(a: dict, b: dict, tolerance: float) -> None:
     assert gaps[0][0] <= tolerance, f"{sum(g > tolerance for g, _ in gaps)} of {len(gaps)} differ: {gaps[:5]}"
 
 
+# the demo's training: flow supervision and determinism
+SUPERVISED = ("losses.flow=10", "train.deterministic=true")
+
+
 def test_sigterm_saves_and_resuming_equals_an_uninterrupted_run(tmp_path):
     total = 6
     # the uninterrupted run trains alongside the interrupted one (tracing dominates both)
-    straight = start(tmp_path / "b", f"train.steps={total}")
-    interrupted = start(tmp_path / "a", "train.steps=1000")
+    straight = start(tmp_path / "b", f"train.steps={total}", *SUPERVISED)
+    interrupted = start(tmp_path / "a", "train.steps=1000", *SUPERVISED)
     for line in interrupted.stdout:
         if line.startswith("step 2/"):
             interrupted.send_signal(signal.SIGTERM)
@@ -83,6 +87,18 @@ def test_sigterm_saves_and_resuming_equals_an_uninterrupted_run(tmp_path):
     assert fingerprint(resumed) == fingerprint(straight_out)
     heldout = json.loads((tmp_path / "a" / "heldout.json").read_text())
     assert np.isfinite(heldout["epe_finest"]) and heldout["pixels"] > 0
+    for key in ("epe_ratio", "epe_flow_heads_zeroed", "refinement_gain", "psnr_gain", "colour_ratio"):
+        assert np.isfinite(heldout[key]), key
+
+
+def test_two_runs_with_determinism_end_with_identical_weights(tmp_path):
+    """The demo's network shape (three levels, two PatchMatch iterations) and training,
+    two runs side by side, each slowing the other down at other moments."""
+    shape = ("train.steps=4", "model.corr_levels=3", "model.patchmatch_iterations=2")
+    runs = [start(tmp_path / name, *shape, *SUPERVISED) for name in ("a", "b")]
+    outputs = [finish(run) for run in runs]
+    assert fingerprint(outputs[0]) == fingerprint(outputs[1])
+    assert_close(checkpoint_values(tmp_path / "a"), checkpoint_values(tmp_path / "b"), 0.0)
 
 
 def free_ports(n):

@@ -101,20 +101,6 @@ def dense_rows(chunk: int) -> int:
     return max(1, chunk // 16)
 
 
-def with_coordinates(maps: tf.Tensor) -> tf.Tensor:
-    """maps [B, H, W, C] with two more channels: each pixel's column and row, scaled to
-    [-1, 1] (CoordConv)."""
-    shape = tf.shape(maps)
-    b, h, w = shape[0], shape[1], shape[2]
-
-    def ramp(n):
-        return tf.cast(tf.range(n), maps.dtype) * (2.0 / tf.cast(tf.maximum(n - 1, 1), maps.dtype)) - 1.0
-
-    columns = tf.broadcast_to(ramp(w)[None, None, :, None], [b, h, w, 1])
-    rows = tf.broadcast_to(ramp(h)[None, :, None, None], [b, h, w, 1])
-    return tf.concat([maps, columns, rows], axis=-1)
-
-
 def swap_xy(positions: tf.Tensor) -> tf.Tensor:
     return tf.reverse(positions, axis=[-1])
 
@@ -124,13 +110,12 @@ class CorrespondenceNet(Composite, keras.Model):
     def __init__(self, semantic_nc: int, nef: int = 32, levels: int = 4, temperature: float = 0.01,
                  iterations: int = 5, candidates: int = 16, gru_hidden: int = 32, sampling: str = "bilinear",
                  chunk: int = 0, seed: int = 0, recompute: bool = False, band: int = 0,
-                 spade_hidden: int = SPADE_HIDDEN, coordinates: bool = False, **kwargs):
+                 spade_hidden: int = SPADE_HIDDEN, **kwargs):
         super().__init__(**kwargs)
         self.semantic_nc, self.nef, self.levels = semantic_nc, nef, levels
         self.temperature, self.iterations, self.candidates = temperature, iterations, candidates
         self.gru_hidden, self.sampling, self.chunk, self.seed = gru_hidden, sampling, chunk, seed
         self.recompute, self.band, self.spade_hidden = recompute, band, spade_hidden
-        self.coordinates = coordinates  # both U-Nets also read each pixel's position
         self.unet_label = AlignmentUNet(nef, levels, recompute, band, spade_hidden, name="adaptive_model_seg")
         self.unet_exemplar = AlignmentUNet(nef, levels, recompute, band, spade_hidden, name="adaptive_model_img")
         self.theta = checkpointed(self, "theta", [conv(nef, 1, name=f"theta_{i}") for i in range(levels)])
@@ -146,7 +131,7 @@ class CorrespondenceNet(Composite, keras.Model):
         return cls(semantic_nc, model.nef, model.corr_levels, model.temperature, model.patchmatch_iterations,
                    model.topk, model.gru_hidden, model.sampling, model.inference_chunk,
                    recompute=model.recompute, band=model.recompute_band, spade_hidden=model.spade_hidden,
-                   coordinates=model.coordinates, **kwargs)
+                   **kwargs)
 
     def _check(self, label, exemplar, exemplar_label, image):
         named = {"label": label, "exemplar": exemplar, "exemplar_label": exemplar_label}
@@ -170,19 +155,15 @@ class CorrespondenceNet(Composite, keras.Model):
     def align(self, image, label, training=False):
         """The exemplar branch's normalised features of (image, label), per level."""
         return [l2_normalize_channels(f, centre=False)
-                for f in self.unet_exemplar(self._positioned(tf.concat([image, label], -1)), training=training)]
+                for f in self.unet_exemplar(tf.concat([image, label], -1), training=training)]
 
     def projections(self, label, exemplar, exemplar_label, training=False):
         """Per level: (features, exemplar_features, theta, phi); theta and phi are the
         channel-centred projections the matching compares."""
-        features = [l2_normalize_channels(f, centre=False)
-                    for f in self.unet_label(self._positioned(label), training=training)]
+        features = [l2_normalize_channels(f, centre=False) for f in self.unet_label(label, training=training)]
         exemplar_features = self.align(exemplar, exemplar_label, training)
         theta = [l2_normalize_channels(t(f), centre=True) for t, f in zip(self.theta, features)]
         return features, exemplar_features, theta, self.project_exemplar(exemplar_features)
-
-    def _positioned(self, maps):
-        return with_coordinates(maps) if self.coordinates else maps
 
     def project_exemplar(self, features):
         """phi: the channel-centred projections of exemplar-branch features, per level."""
@@ -252,5 +233,4 @@ class CorrespondenceNet(Composite, keras.Model):
         return {**super().get_config(), "semantic_nc": self.semantic_nc, "nef": self.nef, "levels": self.levels,
                 "temperature": self.temperature, "iterations": self.iterations, "candidates": self.candidates,
                 "gru_hidden": self.gru_hidden, "sampling": self.sampling, "chunk": self.chunk, "seed": self.seed,
-                "recompute": self.recompute, "band": self.band, "spade_hidden": self.spade_hidden,
-                "coordinates": self.coordinates}
+                "recompute": self.recompute, "band": self.band, "spade_hidden": self.spade_hidden}

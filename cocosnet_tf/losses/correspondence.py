@@ -8,10 +8,6 @@ import tensorflow as tf
 from cocosnet_tf.layers.blocks import average_pool
 from cocosnet_tf.losses.adversarial import per_sample_mean
 
-# a level pixel's flow counts only when every pixel of its block lies within this many
-# level pixels of the block's mean (the evaluation's rule, cocosnet_tf.metrics)
-COHERENT_LEVEL_PIXELS = 0.5
-
 
 def pool_to(image: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
     """Average-pool image to like's size (an integer factor, as the warps' levels;
@@ -36,34 +32,46 @@ def alignment(features: list[tf.Tensor], target_features: list[tf.Tensor]) -> tf
     return tf.add_n([per_sample_mean(tf.abs(f - t)) for f, t in zip(features, target_features)])
 
 
-def flow_at_level(flow: tf.Tensor, flow_mask: tf.Tensor, factor: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """Full-size flow [B, H, W, 2] (x, y) and its mask [B, H, W, 1] -> the flow between
-    the pixels of a level `factor` times smaller [B, h, w, 2] and its mask [B, h, w]: the
-    block's mean position in level pixels, where the whole block is known and coherent
-    (metrics.flow_at_level computes the same on NumPy arrays)."""
-    mean = average_pool(flow, factor)
-    spread = tf.abs(flow - tf.repeat(tf.repeat(mean, factor, axis=1), factor, axis=2))
-    spread = tf.nn.max_pool2d(tf.reduce_max(spread, axis=-1, keepdims=True), factor, factor, "VALID") / factor
-    known = -tf.nn.max_pool2d(-flow_mask, factor, factor, "VALID")  # all of the block
-    mask = tf.cast((known > 0.5) & (spread <= COHERENT_LEVEL_PIXELS), flow.dtype)[..., 0]
-    return (mean - (factor - 1) / 2.0) / factor, mask
+def level_targets(flow: tf.Tensor, factor: int) -> tf.Tensor:
+    """Per full-size pixel, where its level pixel (of a level `factor` times smaller)
+    should match: that level pixel's own position (x, y) plus the pixel's displacement
+    flow - position at the level's scale. Every pixel of a level pixel that moves as one
+    gives the same target, the block mean of the evaluation (metrics.flow_at_level)."""
+    shape = tf.shape(flow)
+    rows, cols = tf.meshgrid(tf.range(shape[1]), tf.range(shape[2]), indexing="ij")
+    own = tf.cast(tf.stack([cols, rows], axis=-1), flow.dtype)
+    return tf.floor(own / factor) + (flow - own) / factor
+
+
+def to_full_size(level: tf.Tensor, factor: int) -> tf.Tensor:
+    """[B, h, w, C] -> [B, h f, w f, C]: each level pixel's value on every pixel it covers."""
+    return tf.repeat(tf.repeat(level, factor, axis=1), factor, axis=2)
 
 
 def masked_mean(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-    """Per sample: the mean of values [B, h, w] over the mask, 0 where the mask is empty."""
+    """Per sample: the mean of values [B, H, W] over mask [B, H, W, 1], 0 where it is empty."""
+    mask = mask[..., 0]
     return tf.reduce_sum(values * mask, axis=[1, 2]) / tf.maximum(tf.reduce_sum(mask, axis=[1, 2]), 1.0)
 
 
-def flow_l1(expected: tf.Tensor, true: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-    """Per sample: mean over the mask of |expected - true|_1 (x and y, level pixels)."""
-    return masked_mean(tf.reduce_sum(tf.abs(expected - true), axis=-1), mask)
+def flow_l1(expected: tf.Tensor, flow: tf.Tensor, flow_mask: tf.Tensor, factor: int) -> tf.Tensor:
+    """Per sample: mean over the known full-size pixels of |expected - true|_1 (x and y,
+    in level pixels), where expected [B, h, w, 2] is the position the pixel's level pixel
+    matches and true its own flow at that level. A level pixel across two layers that
+    move apart is so pulled towards the median of their flows."""
+    error = tf.abs(to_full_size(expected, factor) - level_targets(flow, factor))
+    return masked_mean(tf.reduce_sum(error, axis=-1), flow_mask)
 
 
-def dense_cross_entropy(log_attention: tf.Tensor, true: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-    """Per sample: mean over the mask of the cross-entropy of the dense level's attention
-    [B, N, N] against the true position (x, y) [B, h, w, 2], spread bilinearly over its
-    four nearest positions (clamped into the map)."""
-    b, h, w = tf.shape(true)[0], tf.shape(true)[1], tf.shape(true)[2]
+def dense_cross_entropy(log_attention: tf.Tensor, flow: tf.Tensor, flow_mask: tf.Tensor, factor: int) -> tf.Tensor:
+    """Per sample: mean over the known full-size pixels of the cross-entropy of their
+    level pixel's attention (the dense level's [B, N, N]) against their own true
+    position there, spread bilinearly over its four nearest positions (clamped into the
+    map). A level pixel whose pixels go to several places is so taught to attend to all
+    of them, each by its share of pixels."""
+    b, height, width = tf.shape(flow)[0], tf.shape(flow)[1], tf.shape(flow)[2]
+    h, w = height // factor, width // factor
+    true = level_targets(flow, factor)
     x = tf.clip_by_value(true[..., 0], 0.0, tf.cast(w - 1, true.dtype))
     y = tf.clip_by_value(true[..., 1], 0.0, tf.cast(h - 1, true.dtype))
     x0 = tf.minimum(tf.floor(x), tf.cast(tf.maximum(w - 2, 0), x.dtype))
@@ -71,25 +79,25 @@ def dense_cross_entropy(log_attention: tf.Tensor, true: tf.Tensor, mask: tf.Tens
     fx, fy = x - x0, y - y0
     x0, y0 = tf.cast(x0, tf.int32), tf.cast(y0, tf.int32)
     x1, y1 = tf.minimum(x0 + 1, w - 1), tf.minimum(y0 + 1, h - 1)
-    index = tf.stack([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1], axis=-1)
+    target = tf.stack([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1], axis=-1)  # [B, H, W, 4]
     share = tf.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], axis=-1)
-    picked = tf.gather(log_attention, tf.reshape(index, [b, h * w, 4]), batch_dims=2)
-    entropy = -tf.reduce_sum(tf.reshape(share, [b, h * w, 4]) * picked, axis=-1)
-    return masked_mean(tf.reshape(entropy, [b, h, w]), mask)
+    rows, cols = tf.meshgrid(tf.range(height) // factor, tf.range(width) // factor, indexing="ij")
+    query = tf.broadcast_to((rows * w + cols)[None, :, :, None], tf.shape(target))  # each pixel's level pixel
+    picked = tf.gather_nd(log_attention, tf.stack([query, target], axis=-1), batch_dims=1)
+    return masked_mean(-tf.reduce_sum(share * picked, axis=-1), flow_mask)
 
 
 def flow_supervision(out: dict, flow: tf.Tensor, flow_mask: tf.Tensor, gamma: float,
                      factors: list[int]) -> tf.Tensor:
-    """Per sample: the dense level's cross-entropy against the true coarsest position, plus,
-    at every PatchMatch level, the L1 error of each iteration's expected position,
+    """Per sample: the dense level's cross-entropy against the true coarsest positions,
+    plus, at every PatchMatch level, the L1 error of each iteration's expected position,
     weighted gamma^(T - t) over its T iterations as RAFT does (the last counts most).
-    `out` is the correspondence's training output, `factors` each level's downsampling;
-    pixels whose flow is unknown (flow_mask 0, or pairs without flow) count nowhere."""
-    true, mask = flow_at_level(flow, flow_mask, factors[0])
-    total = dense_cross_entropy(out["dense_log_attention"], true, mask)
+    `out` is the correspondence's training output, `factors` each level's downsampling.
+    Both are means over the full-size pixels whose flow is known (flow_mask [B, H, W, 1];
+    0 on pairs without flow), so occluded points count nowhere."""
+    total = dense_cross_entropy(out["dense_log_attention"], flow, flow_mask, factors[0])
     for trajectory, factor in zip(out["trajectories"], factors[1:]):
-        true, mask = flow_at_level(flow, flow_mask, factor)
         steps = len(trajectory)
         for t, expected in enumerate(trajectory, start=1):
-            total += gamma ** (steps - t) * flow_l1(expected, true, mask)
+            total += gamma ** (steps - t) * flow_l1(expected, flow, flow_mask, factor)
     return total
