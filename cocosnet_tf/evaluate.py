@@ -182,7 +182,7 @@ class Evaluation:
         if sum(len(b["label"]) for b, _ in self.grid_rows) < self.config.evaluate.grid_rows:
             self.grid_rows.append((batch, out))
 
-    def add_correspondence(self, batch: dict, out: dict, unrefined: dict | None) -> None:
+    def add_correspondence(self, batch: dict, out: dict, unrefined: dict | None = None) -> None:
         self.flow_pairs += int(np.count_nonzero(batch["has_flow"]))
         valid = metrics.valid_flow_mask(batch)
         predicted = predicted_positions(out)

@@ -166,7 +166,7 @@ class CoCosNet(Composite, keras.Model):
         if w.alignment > 0:
             losses["alignment"] = w.alignment * self._average(
                 correspondence.alignment(out["features"], out["target_features"]))
-        if w.flow > 0:
+        if w.flow > 0 and "trajectories" in out:  # the correspondence's training output carries them
             factors = [level_factor(level) for level in range(self.config.model.corr_levels)]
             losses["flow"] = w.flow * self._average(correspondence.flow_supervision(
                 out, batch["flow"], batch["flow_mask"], w.flow_gamma, factors))

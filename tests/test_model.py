@@ -35,7 +35,8 @@ def test_each_step_changes_only_its_own_side():
     d_vars = model.discriminator.variables
     g_vars = model.correspondence.variables + model.generator.variables
     d_before, g_before = snapshot(d_vars), snapshot(g_vars)
-    train = {k: tf.cast(batch[k], tf.float32) for k in ("label", "image", "exemplar", "exemplar_label", "self_ref")}
+    train = {k: tf.cast(batch[k], tf.float32) for k in ("label", "image", "exemplar", "exemplar_label", "self_ref", "flow",
+                                                    "flow_mask")}
     grads, losses, fake = model._generator_gradients(train, tf.reduce_sum(train["self_ref"]))
     model.g_optimizer.apply_gradients(zip(grads, model.generator_variables()))
     assert not any(changed(d_vars, d_before)), "the generator step touched discriminator variables"
@@ -109,7 +110,7 @@ def test_every_loss_is_reported_and_finite_with_vgg_losses():
     assert all(any(side in v.path for v in vectors) for side in sides)
     assert all(changed(vectors, before))
     expected = {"G_gan", "G_gan_feat", "G_vgg", "G_perceptual", "G_contextual", "G_warp_self", "G_warp_cycle",
-                "G_alignment", "G_total", "D_real", "D_fake"}
+                "G_alignment", "G_flow", "G_total", "D_real", "D_fake"}
     assert set(out) == expected
     values = {k: float(v) for k, v in out.items()}
     assert all(np.isfinite(v) for v in values.values()), values
@@ -119,7 +120,8 @@ def test_every_loss_is_reported_and_finite_with_vgg_losses():
 
 def test_warp_self_counts_only_self_reference_pairs():
     model, batch = tiny_model()
-    train = {k: tf.cast(batch[k], tf.float32) for k in ("label", "image", "exemplar", "exemplar_label", "self_ref")}
+    train = {k: tf.cast(batch[k], tf.float32) for k in ("label", "image", "exemplar", "exemplar_label", "self_ref", "flow",
+                                                    "flow_mask")}
     train["self_ref"] = tf.constant([1.0, 0.0])
     first, _ = model.generator_losses(train, tf.constant(1.0), training=False)
     # changing the image of the pair that is not a self-reference leaves warp_self alone

@@ -97,7 +97,7 @@ def test_object_motion_flow_reproduces_the_target_wherever_it_is_valid(size):
         # the rest: object edges and fine texture, where bilinear sampling blends
         assert np.mean(colour_err < 0.03) > (0.8 if min(size) < 96 else 0.9)
         same_object = (sample_nearest(pair.exemplar_instances, pair.flow) == pair.instances)[valid]
-        assert same_object.mean() > 0.96
+        assert same_object.mean() > 0.95
 
 
 def test_object_motion_masks_occluded_and_outside_pixels():
