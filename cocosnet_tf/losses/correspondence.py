@@ -69,7 +69,7 @@ def dense_cross_entropy(log_attention: tf.Tensor, flow: tf.Tensor, flow_mask: tf
     position there, spread bilinearly over its four nearest positions (clamped into the
     map). A level pixel whose pixels go to several places is so taught to attend to all
     of them, each by its share of pixels."""
-    b, height, width = tf.shape(flow)[0], tf.shape(flow)[1], tf.shape(flow)[2]
+    height, width = tf.shape(flow)[1], tf.shape(flow)[2]
     h, w = height // factor, width // factor
     true = level_targets(flow, factor)
     x = tf.clip_by_value(true[..., 0], 0.0, tf.cast(w - 1, true.dtype))
