@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--recompute", choices=("on", "off"), default="on")
     parser.add_argument("--top", type=int, default=25, help="groups to print")
-    parser.add_argument("--out", default="benchmarks/results/allocator_profile.json")
+    parser.add_argument("--out", default="docs/results/allocator_profile.json")
     args = parser.parse_args(argv)
     if args.size < 16 or args.size % 8 or args.top < 1:
         parser.error("--size must be a multiple of 8 and >= 16, --top >= 1")

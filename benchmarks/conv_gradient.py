@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512])
     parser.add_argument("--convs", nargs="+", choices=list(CASES), default=list(CASES))
-    add_common_arguments(parser, "benchmarks/results/conv_gradient.json", repeats=3)
+    add_common_arguments(parser, "docs/results/conv_gradient.json", repeats=3)
     args = parser.parse_args(argv)
     if args.case:
         return run_child(run_case, args.case)

@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     parser.add_argument("--semantic-nc", type=int, default=8)
     parser.add_argument("--recompute", nargs="+", choices=("off", "on"), default=["off", "on"],
                         help="gradient checkpointing in the train cases (the others have no backward pass)")
-    add_common_arguments(parser, "benchmarks/results/correspondence.json", repeats=3)
+    add_common_arguments(parser, "docs/results/correspondence.json", repeats=3)
     args = parser.parse_args(argv)
     if args.case:
         return run_child(run_case, args.case)

@@ -112,7 +112,7 @@ def machine() -> dict:
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(memory, 1), "python": platform.python_version(),
             "tensorflow": tf.__version__, "gpus": len(tf.config.list_physical_devices("GPU")),
-            # the allocator changes peak RSS and speed (README, correspondence network)
+            # the allocator changes peak RSS and speed (docs/benchmarks.md, "Allocators")
             "malloc": os.environ.get("LD_PRELOAD") or "glibc"}
 
 

@@ -176,7 +176,7 @@ def main(argv=None) -> int:
     parser.add_argument("--concurrency", type=int, default=4, help="server load: client threads")
     parser.add_argument("--server-size", type=int, default=256)
     parser.add_argument("--work-dir", default="runs/benchmark_inference", help="where the exports go")
-    add_common_arguments(parser, "benchmarks/results/inference.json", repeats=3)
+    add_common_arguments(parser, "docs/results/inference.json", repeats=3)
     parser.set_defaults(xla=["off"])  # --xla applies to the Keras backend only
     args = parser.parse_args(argv)
     if args.case:

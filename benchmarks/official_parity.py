@@ -1,4 +1,4 @@
-"""Numerical parity with the official PyTorch CoCosNet v2 (issue 7).
+"""Numerical parity with the official PyTorch CoCosNet v2.
 
     python benchmarks/official_parity.py --official PATH [--dtype float64|float32] [--seed 0]
 
@@ -9,7 +9,7 @@ correspondence network, generator and discriminator with their own random
 initialisation (init_weights('xavier', 0.02), seeded), saves them as the official
 .pth files, converts those with cocosnet_tf.convert_official, runs both implementations
 on the same random inputs on the CPU, and prints the largest and mean absolute
-difference of every warp and of the generated image (JSON in benchmarks/results/).
+difference of every warp and of the generated image (JSON in docs/results/).
 
 float32 runs our converted run directory as translate would. float64 (the default)
 sets our networks, built in float64, from the same files through the converter's
@@ -183,9 +183,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="image size (the official generator needs 512)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float64",
-                        help="precision of both implementations (see the README on why float64)")
+                        help="precision of both implementations (docs/official_checkpoints.md: why float64)")
     parser.add_argument("--dump-parameters", metavar="FILE", help="write the official names and shapes and stop")
-    parser.add_argument("--out", default=None, help="JSON report (default benchmarks/results/official_parity_DTYPE.json)")
+    parser.add_argument("--out", default=None, help="JSON report (default docs/results/official_parity_DTYPE.json)")
     args = parser.parse_args()
     nets = official_networks(os.path.abspath(args.official), args.size, args.seed)
     if args.dump_parameters:
@@ -218,7 +218,7 @@ def main() -> None:
         diff = np.abs(a.astype(np.float64) - b)
         report["outputs"][name] = {"max_abs": float(diff.max()), "mean_abs": float(diff.mean())}
         print(f"| {name} | {diff.max():.2e} | {diff.mean():.2e} |")
-    out = args.out or os.path.join(ROOT, "benchmarks", "results", f"official_parity_{args.dtype}.json")
+    out = args.out or os.path.join(ROOT, "docs", "results", f"official_parity_{args.dtype}.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         json.dump(report, f, indent=2)

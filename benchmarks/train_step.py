@@ -70,7 +70,7 @@ def main(argv=None) -> int:
                         help="config overrides for every case")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--batch", type=int, default=None, help="default: the config's train.batch_size")
-    add_common_arguments(parser, "benchmarks/results/train_step.json", repeats=5)
+    add_common_arguments(parser, "docs/results/train_step.json", repeats=5)
     args = parser.parse_args(argv)
     if args.case:
         return run_child(run_case, args.case)

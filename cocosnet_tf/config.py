@@ -143,18 +143,28 @@ class ModelConfig:
     spade_hidden: int = 128  # hidden width of every SPADE (generator and U-Nets); official 128
     corr_levels: int = 4  # correspondence levels: S/8 ... S (coarsest level dense)
     temperature: float = 0.01
+    # beyond the official code (0 there): the dense level's scores minus locality x the
+    # squared distance (in image sides) between a position and the one it attends, so
+    # that where the features cannot tell positions apart (a uniform background) the
+    # match stays near the identity instead of averaging the whole map
+    locality: float = 0.0
     patchmatch_iterations: int = 5
     topk: int = 16
     sampling: Literal["bilinear", "nearest"] = "bilinear"
     gru_hidden: int = 32
     num_discriminators: int = 2
+    # the initial weights' xavier_normal gain (official 0.02). Adam moves every weight by
+    # about the learning rate per step whatever its size: at a learning rate far above the
+    # official 1e-4, 0.02-gain weights change by a large fraction each step and the
+    # correspondence's features collapse to uniform attention (docs/correspondence.md)
+    init_gain: float = 0.02
     discriminator_layers: int = 4
     # positions per chunk for PatchMatch's gradient-free candidate evaluation (always) and
     # its final step in inference, and chunk / 16 query rows for the dense coarsest level
     # in inference: memory grows with chunk * K, not N * 3K, nor N^2; 0: no chunks
     inference_chunk: int = 16384
     # gradient checkpointing in training: the full-resolution blocks keep their inputs,
-    # not their activations, and run again for the backward pass (README, "Memory")
+    # not their activations, and run again for the backward pass (docs/memory.md)
     recompute: bool = False
     # with recompute, the local full-resolution blocks (PatchMatch iterations, the
     # U-Nets' SPADE decoder blocks) are checkpointed in bands of rows of about this many
@@ -185,6 +195,9 @@ class TrainConfig:
     batch_size: int = 4  # global batch
     steps: int = 1000
     lr: float = 1e-4
+    # both learning rates fall linearly to 0 over the last decay_steps steps (the official
+    # niter_decay); 0: constant
+    decay_steps: int = 0
     beta1: float = 0.0
     beta2: float = 0.9
     # the dtype policy; float64 is for numerical checks (tests/test_train_runs.py)
@@ -453,6 +466,8 @@ def _check_values(c: Config) -> None:
     _require(m.patchmatch_iterations >= 0, "model.patchmatch_iterations",
              f"must be >= 0, got {m.patchmatch_iterations}")
     _require(m.temperature > 0, "model.temperature", f"must be > 0, got {m.temperature}")
+    _require(m.locality >= 0, "model.locality", f"must be >= 0, got {m.locality}")
+    _require(m.init_gain > 0, "model.init_gain", f"must be > 0, got {m.init_gain}")
     _require(m.inference_chunk >= 0, "model.inference_chunk", f"must be >= 0, got {m.inference_chunk}")
     _require(m.recompute_band >= 0, "model.recompute_band", f"must be >= 0, got {m.recompute_band}")
 
@@ -467,6 +482,7 @@ def _check_values(c: Config) -> None:
         value = getattr(t, key)
         _require(value >= 1, f"train.{key}", f"must be >= 1, got {value}")
     _require(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
+    _require(0 <= t.decay_steps <= t.steps, "train.decay_steps", f"must be in 0..train.steps ({t.steps}), got {t.decay_steps}")
     for key in ("beta1", "beta2"):
         value = getattr(t, key)
         _require(0 <= value < 1, f"train.{key}", f"must be in [0, 1), got {value}")

@@ -8,7 +8,7 @@ the heaps fill with free chunks that the next allocations do not fit, and the pr
 RSS climbs well above the tensors alive. `malloc_trim(0)` returns every free page of
 every heap; a daemon thread calling it every few tenths of a second keeps the RSS near
 what is alive, at the price of faulting those pages in again when they are reused
-(README, "Correspondence benchmark": the 512 training step's peak RSS and time with
+(docs/memory.md; docs/benchmarks.md has the 512 training step's peak RSS and time with
 and without it).
 """
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 def glibc_trim():
     """glibc's malloc_trim, or None where the C library has none (musl, macOS, Windows).
     Under a preloaded jemalloc or tcmalloc this is still glibc's, which then finds
-    nothing to return: those allocators keep their own memory (README)."""
+    nothing to return: those allocators keep their own memory (docs/memory.md)."""
     try:
         trim = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError, TypeError):

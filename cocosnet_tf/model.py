@@ -23,6 +23,7 @@ from cocosnet_tf.config import Config
 from cocosnet_tf.correspondence.network import CorrespondenceNet, level_factor
 from cocosnet_tf.discriminator import MultiscaleDiscriminator
 from cocosnet_tf.generator import Generator
+from cocosnet_tf.layers.blocks import init_gain
 from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.spectral import power_iterations
 from cocosnet_tf.losses import adversarial, contextual, correspondence, vgg
@@ -34,6 +35,26 @@ GENERATOR_ADAM_EPSILON = 1e-3  # the official optimizer_G; the discriminator kee
 
 def uses_vgg(config: Config) -> bool:
     return any(getattr(config.losses, name) > 0 for name in ("vgg", "perceptual", "contextual"))
+
+
+@keras.saving.register_keras_serializable("cocosnet")
+class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """`rate` until step steps - decay_steps, then linearly down to 0 at `steps`."""
+
+    def __init__(self, rate: float, steps: int, decay_steps: int):
+        self.rate, self.steps, self.decay_steps = rate, steps, decay_steps
+
+    def __call__(self, step):
+        left = tf.cast(self.steps, tf.float32) - tf.cast(step, tf.float32)
+        return self.rate * tf.clip_by_value(left / self.decay_steps, 0.0, 1.0)
+
+    def get_config(self):
+        return {"rate": self.rate, "steps": self.steps, "decay_steps": self.decay_steps}
+
+
+def learning_rate(rate: float, train: TrainConfig):
+    """A constant `rate`, or its LinearDecay when train.decay_steps is set."""
+    return LinearDecay(rate, train.steps, train.decay_steps) if train.decay_steps else rate
 
 
 class LossNetworks:
@@ -69,12 +90,14 @@ class CoCosNet(Composite, keras.Model):
         # the correspondence stays float32 under a mixed policy: positions up to ~1000
         # pixels have no sub-pixel resolution in float16. Its sub-layers take the global
         # policy when they are made, so it is set while they are.
-        with global_policy(self.full_precision.name):
-            self.correspondence = CorrespondenceNet.from_config_object(m, semantic_nc, dtype=self.full_precision.name,
-                                                                       name="correspondence")
-        self.generator = Generator(semantic_nc, m.corr_levels, m.ngf, m.recompute, m.spade_hidden, name="generator")
-        self.discriminator = MultiscaleDiscriminator(m.ndf, m.discriminator_layers, m.num_discriminators,
-                                                     name="discriminator")
+        with init_gain(m.init_gain):
+            with global_policy(self.full_precision.name):
+                self.correspondence = CorrespondenceNet.from_config_object(
+                    m, semantic_nc, dtype=self.full_precision.name, name="correspondence")
+            self.generator = Generator(semantic_nc, m.corr_levels, m.ngf, m.recompute, m.spade_hidden,
+                                       name="generator")
+            self.discriminator = MultiscaleDiscriminator(m.ndf, m.discriminator_layers, m.num_discriminators,
+                                                         name="discriminator")
         self._loss_networks = LossNetworks()
         self.global_batch = config.train.batch_size
 
@@ -101,9 +124,10 @@ class CoCosNet(Composite, keras.Model):
     def setup_training(self, vgg_model: keras.Model | None = None) -> None:
         """Optimisers (and the VGG model when a VGG loss is on); call in the strategy scope."""
         t = self.config.train
-        self.g_optimizer = keras.optimizers.Adam(t.lr / 2, beta_1=t.beta1, beta_2=t.beta2,
+        self.g_optimizer = keras.optimizers.Adam(learning_rate(t.lr / 2, t), beta_1=t.beta1, beta_2=t.beta2,
                                                  epsilon=GENERATOR_ADAM_EPSILON, name="g_adam")
-        self.d_optimizer = keras.optimizers.Adam(t.lr * 2, beta_1=t.beta1, beta_2=t.beta2, name="d_adam")
+        self.d_optimizer = keras.optimizers.Adam(learning_rate(t.lr * 2, t), beta_1=t.beta1, beta_2=t.beta2,
+                                                 name="d_adam")
         if t.mixed_precision == "mixed_float16":
             self.g_optimizer = keras.optimizers.LossScaleOptimizer(self.g_optimizer, name="g_scaled")
             self.d_optimizer = keras.optimizers.LossScaleOptimizer(self.d_optimizer, name="d_scaled")

@@ -25,6 +25,8 @@ def test_official_settings_in_configs():
     assert df.data.crop_size == [512, 512] and df.data.load_size == [550, 550]
     assert df.data.semantic_nc == 20 and not df.data.flip
     assert (df.losses.warp_self, df.losses.warp_cycle, df.train.lr) == (500.0, 1.0, 1e-4)
+    # the deviations beyond the official code are off in the official settings
+    assert (df.model.locality, df.model.init_gain, df.losses.flow) == (0.0, 0.02, 0.0)
     ade = load_config(os.path.join(REPO, "configs", "ade20k_256.yaml"))
     assert ade.data.semantic_nc == 151  # 150 classes + don't-care
     meta = load_config(os.path.join(REPO, "configs", "metfaces_512.yaml"))
@@ -61,6 +63,9 @@ def test_overrides_parse_yaml_values():
     (["model.topk=8"], "model.topk"),
     (["data.seed=-1"], "data.seed: must be >= 0"),
     (["model.recompute_band=-1"], "model.recompute_band: must be >= 0"),
+    (["model.locality=-1"], "model.locality: must be >= 0"),
+    (["model.init_gain=0"], "model.init_gain: must be > 0"),
+    (["train.steps=10", "train.decay_steps=11"], "train.decay_steps: must be in 0..train.steps (10)"),
     (["losses.gan=-1"], "losses.gan"),
     (["train.lr=0"], "train.lr"),
     (["data.crop_size"], "expected section.key=value"),

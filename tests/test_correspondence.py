@@ -257,11 +257,26 @@ def test_dense_level_in_row_chunks_equals_whole():
     rng = np.random.default_rng(4)
     q, r = (tf.constant(rng.normal(size=(2, 6, 10, 8)).astype(np.float32)) for _ in range(2))
     pooled = tf.constant(rng.uniform(size=(2, 6, 10, 3)).astype(np.float32))
-    whole = dense_level(q, r, pooled, 0.1, cycle=True, hard_best=True)
-    for chunk in (16, 7 * 16, 60 * 16):  # 1 row, 7 rows (ragged last chunk), all rows
-        parts = dense_level(q, r, pooled, 0.1, cycle=True, hard_best=True, chunk=chunk)
-        for x, y in zip(whole[:3], parts[:3]):
-            np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-5)
+    for locality in (0.0, 5.0):
+        whole = dense_level(q, r, pooled, 0.1, cycle=True, hard_best=True, locality=locality)
+        for chunk in (16, 7 * 16, 60 * 16):  # 1 row, 7 rows (ragged last chunk), all rows
+            parts = dense_level(q, r, pooled, 0.1, cycle=True, hard_best=True, chunk=chunk, locality=locality)
+            for x, y in zip(whole[:3], parts[:3]):
+                np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-5)
+
+
+def test_dense_level_locality_keeps_indistinct_positions_at_the_identity():
+    # every position has the same features: without the prior the attention is uniform
+    # and the warp the map's mean; with it each position attends mostly to itself
+    q = tf.ones([1, 6, 8, 4])
+    pooled = tf.constant(np.random.default_rng(5).uniform(size=(1, 6, 8, 3)).astype(np.float32))
+    uniform, _, _, _ = dense_level(q, q, pooled, 0.01, cycle=False, hard_best=False)
+    np.testing.assert_allclose(uniform.numpy(), np.broadcast_to(pooled.numpy().mean((1, 2), keepdims=True),
+                                                                uniform.shape), atol=1e-5)
+    local, _, best, _ = dense_level(q, q, pooled, 0.01, cycle=False, hard_best=True, locality=400.0)
+    rows, cols = np.meshgrid(np.arange(6), np.arange(8), indexing="ij")
+    np.testing.assert_array_equal(best.numpy()[0], np.stack([rows, cols], -1))
+    assert np.abs(local.numpy() - pooled.numpy()).mean() < 0.1 * np.abs(uniform.numpy() - pooled.numpy()).mean()
 
 
 def test_eager_graph_and_xla_agree():

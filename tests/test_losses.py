@@ -95,16 +95,23 @@ def level_truth(flow, factor):
     return correspondence.level_targets(flow, factor)[:, ::factor, ::factor]
 
 
+def candidates_at(positions):
+    """One sure candidate per pixel: (positions [B, h, w, 1, 2], weights [B, h, w, 1])."""
+    return positions[..., None, :], tf.ones_like(positions[..., :1])
+
+
 def outputs_at(flow, error=0.0, iterations=2):
     """A correspondence output whose dense attention is sure of the true coarse position and
-    whose PatchMatch trajectories are the true flow plus `error` (level pixels, along x)."""
+    whose PatchMatch trajectories hold one candidate, the true flow plus `error` (level
+    pixels, along x)."""
     true0 = level_truth(flow, FACTORS[0])
     b, h, w = true0.shape[:3]
     x = tf.clip_by_value(tf.round(true0[..., 0]), 0, w - 1)
     y = tf.clip_by_value(tf.round(true0[..., 1]), 0, h - 1)
     index = tf.reshape(tf.cast(y * w + x, tf.int32), [b, h * w])
     log_attention = tf.nn.log_softmax(1e3 * tf.one_hot(index, h * w), axis=-1)
-    trajectories = [[level_truth(flow, f) + [error, 0.0] for _ in range(iterations)] for f in FACTORS[1:]]
+    trajectories = [[candidates_at(level_truth(flow, f) + [error, 0.0]) for _ in range(iterations)]
+                    for f in FACTORS[1:]]
     return {"dense_log_attention": log_attention, "trajectories": trajectories}
 
 
@@ -121,6 +128,19 @@ def test_flow_loss_is_zero_at_the_true_flow_and_grows_with_the_error():
     uniform["dense_log_attention"] = tf.fill([2, 64, 64], -float(np.log(64.0)))
     np.testing.assert_allclose(correspondence.flow_supervision(uniform, flow, mask, 0.8, FACTORS).numpy(),
                                np.log(64.0), rtol=1e-4)
+
+
+def test_flow_l1_charges_each_candidate_by_its_weight_so_hedging_does_not_pay():
+    # two candidates 3 level pixels either side of the truth, weighted half each: their
+    # mean is exact, but the loss is the expected error of the pick, 3 x (x only)
+    flow, mask = shifted_flow()
+    truth = level_truth(flow, 2)
+    positions = tf.stack([truth + [3.0, 0.0], truth - [3.0, 0.0]], axis=-2)
+    hedged = correspondence.flow_l1((positions, tf.fill(truth.shape[:3] + (2,), 0.5)), flow, mask, 2).numpy()
+    np.testing.assert_allclose(hedged, 3.0, rtol=1e-5)
+    sure = correspondence.flow_l1((positions[..., :1, :] - [3.0, 0.0], tf.ones(truth.shape[:3] + (1,))),
+                                  flow, mask, 2).numpy()
+    np.testing.assert_allclose(sure, 0.0, atol=1e-5)
 
 
 def test_dense_cross_entropy_splits_a_level_pixel_between_the_places_its_pixels_go():
@@ -151,8 +171,8 @@ def test_flow_loss_counts_only_pixels_whose_flow_is_known():
     # sample 1: no flow at all; sample 0: the left half unknown, and there the prediction is wrong
     mask = tf.concat([tf.concat([tf.zeros([1, 64, 32, 1]), tf.ones([1, 64, 32, 1])], axis=2),
                       tf.zeros([1, 64, 64, 1])], axis=0)
-    wrong_left = [[t + tf.constant([5.0, 5.0]) * tf.cast(tf.range(t.shape[2]) < t.shape[2] // 2, tf.float32)[
-        None, None, :, None] for t in level] for level in out["trajectories"]]
+    wrong_left = [[(p + tf.constant([5.0, 5.0]) * tf.cast(tf.range(p.shape[2]) < p.shape[2] // 2, tf.float32)[
+        None, None, :, None, None], w) for p, w in level] for level in out["trajectories"]]
     loss = correspondence.flow_supervision(out, flow, mask, 0.8, FACTORS).numpy()
     hidden = correspondence.flow_supervision({**out, "trajectories": wrong_left}, flow, mask, 0.8, FACTORS).numpy()
     np.testing.assert_allclose(hidden, loss, rtol=1e-6)

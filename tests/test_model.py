@@ -168,3 +168,24 @@ def test_float64_policy_makes_every_network_and_output_float64():
         assert out["image"].dtype == tf.float64 and all(w.dtype == tf.float64 for w in out["warps"])
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
+
+
+def test_learning_rates_fall_linearly_to_zero_over_the_decay_steps():
+    model, _ = tiny_model("train.steps=10", "train.decay_steps=4", "train.lr=0.01")
+    g, d = model.g_optimizer, model.d_optimizer
+    for step, share in ((0, 1.0), (6, 1.0), (7, 0.75), (8, 0.5), (10, 0.0), (12, 0.0)):
+        g.iterations.assign(step)
+        d.iterations.assign(step)
+        assert float(g.learning_rate) == pytest.approx(0.005 * share)
+        assert float(d.learning_rate) == pytest.approx(0.02 * share)
+
+
+def test_init_gain_scales_every_networks_initial_weights():
+    def kernel_std(model):
+        return {name: np.std(np.concatenate([v.numpy().ravel() for v in net.weights if "kernel" in v.path]))
+                for name, net in (("correspondence", model.correspondence), ("generator", model.generator),
+                                  ("discriminator", model.discriminator))}
+
+    official, large = (kernel_std(tiny_model(f"model.init_gain={gain}")[0]) for gain in (0.02, 1.0))
+    for name in official:
+        assert large[name] / official[name] == pytest.approx(50.0, rel=0.15), name

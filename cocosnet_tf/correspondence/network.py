@@ -42,7 +42,8 @@ def level_factor(level: int) -> int:
     return COARSEST_FACTOR >> level
 
 
-def dense_level(queries, values, exemplar, temperature, cycle: bool, hard_best: bool, chunk: int = 0):
+def dense_level(queries, values, exemplar, temperature, cycle: bool, hard_best: bool, chunk: int = 0,
+                locality: float = 0.0):
     """Softmax attention over every exemplar position (the coarsest level).
 
     queries, values [B, h, w, C]; exemplar [B, h, w, 3] pooled. Returns (warp,
@@ -62,23 +63,31 @@ def dense_level(queries, values, exemplar, temperature, cycle: bool, hard_best: 
     r = tf.reshape(values, [b, n, -1])
     pooled = tf.reshape(exemplar, [b, n, 3])
     grid = tf.reshape(pixel_grid(h, w, queries.dtype), [n, 2])
+    scaled = grid / tf.cast(tf.maximum(h, w), grid.dtype)
+
+    def scores(rows, rows_grid, keys):  # [B, m, N]: similarity / temperature, minus the locality prior
+        logits = tf.matmul(rows, keys, transpose_b=True) / temperature
+        if locality:
+            logits -= locality * tf.reduce_sum(tf.square(rows_grid[..., :, None, :] - scaled), -1)
+        return logits
+
     if chunk > 0:
         rows = dense_rows(chunk)
 
-        def forward(q_rows):
-            logits = tf.matmul(q_rows, r, transpose_b=True) / temperature
+        def forward(q_rows, q_grid):
+            logits = scores(q_rows, q_grid, r)
             best = tf.gather(grid, tf.argmax(logits, axis=-1, output_type=tf.int32))
             return tf.concat([tf.matmul(tf.nn.softmax(logits, axis=-1), pooled), best], axis=-1)
 
-        warp_best = sampling.chunked(forward, [q], rows)
+        warp_best = sampling.chunked(forward, [q, tf.broadcast_to(scaled, [b, n, 2])], rows)
         warp, best = warp_best[..., :3], warp_best[..., 3:]
         cycle_warp = log_attention = None
         if cycle:  # backwards: each exemplar position attends over the input's
             cycle_warp = sampling.chunked(
-                lambda r_rows: tf.matmul(tf.nn.softmax(tf.matmul(r_rows, q, transpose_b=True) / temperature), warp),
-                [r], rows)
+                lambda r_rows, r_grid: tf.matmul(tf.nn.softmax(scores(r_rows, r_grid, q)), warp),
+                [r, tf.broadcast_to(scaled, [b, n, 2])], rows)
     else:
-        logits = tf.matmul(q, r, transpose_b=True) / temperature  # [B, N, N]
+        logits = scores(q, scaled, r)  # [B, N, N]
         attention = tf.nn.softmax(logits, axis=-1)
         log_attention = tf.nn.log_softmax(logits, axis=-1)  # the flow supervision's; unused, it is pruned
         warp = tf.matmul(attention, pooled)
@@ -110,12 +119,13 @@ class CorrespondenceNet(Composite, keras.Model):
     def __init__(self, semantic_nc: int, nef: int = 32, levels: int = 4, temperature: float = 0.01,
                  iterations: int = 5, candidates: int = 16, gru_hidden: int = 32, sampling: str = "bilinear",
                  chunk: int = 0, seed: int = 0, recompute: bool = False, band: int = 0,
-                 spade_hidden: int = SPADE_HIDDEN, **kwargs):
+                 spade_hidden: int = SPADE_HIDDEN, locality: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.semantic_nc, self.nef, self.levels = semantic_nc, nef, levels
         self.temperature, self.iterations, self.candidates = temperature, iterations, candidates
         self.gru_hidden, self.sampling, self.chunk, self.seed = gru_hidden, sampling, chunk, seed
         self.recompute, self.band, self.spade_hidden = recompute, band, spade_hidden
+        self.locality = locality
         self.unet_label = AlignmentUNet(nef, levels, recompute, band, spade_hidden, name="adaptive_model_seg")
         self.unet_exemplar = AlignmentUNet(nef, levels, recompute, band, spade_hidden, name="adaptive_model_img")
         self.theta = checkpointed(self, "theta", [conv(nef, 1, name=f"theta_{i}") for i in range(levels)])
@@ -131,7 +141,7 @@ class CorrespondenceNet(Composite, keras.Model):
         return cls(semantic_nc, model.nef, model.corr_levels, model.temperature, model.patchmatch_iterations,
                    model.topk, model.gru_hidden, model.sampling, model.inference_chunk,
                    recompute=model.recompute, band=model.recompute_band, spade_hidden=model.spade_hidden,
-                   **kwargs)
+                   locality=model.locality, **kwargs)
 
     def _check(self, label, exemplar, exemplar_label, image):
         named = {"label": label, "exemplar": exemplar, "exemplar_label": exemplar_label}
@@ -186,7 +196,7 @@ class CorrespondenceNet(Composite, keras.Model):
         bilinear = self.sampling == "bilinear"
         warp, cycle_warp, best, log_attention = dense_level(
             theta[0], phi[0], average_pool(exemplar, COARSEST_FACTOR), self.temperature, cycle=True,
-            hard_best=not bilinear, chunk=0 if training else self.chunk)
+            hard_best=not bilinear, chunk=0 if training else self.chunk, locality=self.locality)
         # made before the finer levels' ops, as before refine() existed: made after them,
         # three demo steps ended with other weights, and differently in two runs
         dense_best = swap_xy(best)
@@ -209,7 +219,7 @@ class CorrespondenceNet(Composite, keras.Model):
             out["positions"].append(swap_xy(result["positions"]))
             out["weights"].append(result["weights"])
             if training:
-                out["trajectories"].append([swap_xy(p) for p in result["trajectory"]])
+                out["trajectories"].append([(swap_xy(p), w) for p, w in result["trajectory"]])
             # the next level starts from this level's first candidate, as the official code
             best = result["positions"][..., 0, :]
         return out
@@ -233,4 +243,5 @@ class CorrespondenceNet(Composite, keras.Model):
         return {**super().get_config(), "semantic_nc": self.semantic_nc, "nef": self.nef, "levels": self.levels,
                 "temperature": self.temperature, "iterations": self.iterations, "candidates": self.candidates,
                 "gru_hidden": self.gru_hidden, "sampling": self.sampling, "chunk": self.chunk, "seed": self.seed,
-                "recompute": self.recompute, "band": self.band, "spade_hidden": self.spade_hidden}
+                "recompute": self.recompute, "band": self.band, "spade_hidden": self.spade_hidden,
+                "locality": self.locality}

@@ -1,4 +1,4 @@
-"""Hierarchical PatchMatch with a ConvGRU update (steps 3 of DESIGN.md's algorithm).
+"""Hierarchical PatchMatch with a ConvGRU update (step 3 of the algorithm in docs/design.md).
 
 Each position of a level holds K candidate *offsets* (row, column), relative to the
 position itself, like the official code. An iteration propagates along one axis
@@ -180,7 +180,7 @@ class PatchMatchLevel(Composite, keras.layers.Layer):
                                                            frozen_v, grid, height, width)
             if training and t < self.iterations - 1:
                 share = probabilities / tf.reduce_sum(probabilities, axis=-1, keepdims=True)
-                trajectory.append(tf.einsum("bhwk,bhwkc->bhwc", share, offsets) + grid)
+                trajectory.append((offsets + grid[:, :, None, :], share))
         positions = tf.reshape(offsets, [b, n, k, 2]) + tf.reshape(grid, [1, n, 1, 2])
         pooled = tf.reshape(exemplar, [b, n, exemplar.shape[-1]])
         warp_weights = self._final_warp(queries, values, pooled, positions, height, width, training)
@@ -193,7 +193,7 @@ class PatchMatchLevel(Composite, keras.layers.Layer):
             "weights": tf.reshape(weights, tf.concat([shape, [k]], 0)),
         }
         if training:
-            out["trajectory"] = trajectory + [tf.einsum("bhwk,bhwkc->bhwc", out["weights"], out["positions"])]
+            out["trajectory"] = trajectory + [(out["positions"], out["weights"])]
         return out
 
     def _random_order(self, step, iteration: int) -> tf.Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import keras
 import tensorflow as tf
 
@@ -14,16 +16,32 @@ SPADE_HIDDEN = 128  # the official SPADE's hidden width (model.spade_hidden)
 LEAK = 0.2
 
 
-def official_init() -> keras.initializers.Initializer:
-    """xavier_normal(gain 0.02), as the official init_weights. A new one per layer: an
-    initializer made at import time would draw its seed before keras.utils.set_random_seed."""
-    return keras.initializers.VarianceScaling(scale=0.02 ** 2, mode="fan_avg", distribution="untruncated_normal")
+OFFICIAL_INIT_GAIN = 0.02
+_init_gain = [OFFICIAL_INIT_GAIN]
+
+
+@contextmanager
+def init_gain(gain: float):
+    """Layers made inside the block start from xavier_normal(gain) (model.init_gain)."""
+    _init_gain.append(gain)
+    try:
+        yield
+    finally:
+        _init_gain.pop()
+
+
+def kernel_init() -> keras.initializers.Initializer:
+    """xavier_normal(gain), gain 0.02 as the official init_weights unless init_gain says
+    otherwise. A new one per layer: an initializer made at import time would draw its
+    seed before keras.utils.set_random_seed."""
+    return keras.initializers.VarianceScaling(scale=_init_gain[-1] ** 2, mode="fan_avg",
+                                              distribution="untruncated_normal")
 
 
 def conv(filters: int, kernel, stride: int = 1, padding: str = "valid", use_bias: bool = True,
          name: str | None = None) -> keras.layers.Conv2D:
     return LeanConv2D(filters, kernel, strides=stride, padding=padding, use_bias=use_bias,
-                               kernel_initializer=official_init(), bias_initializer="zeros", name=name)
+                               kernel_initializer=kernel_init(), bias_initializer="zeros", name=name)
 
 
 def spectral(layer: keras.layers.Conv2D, name: str | None = None) -> SpectralConv:

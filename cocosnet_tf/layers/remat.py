@@ -118,7 +118,7 @@ def in_sequence(block, tensors, sliced, spans):
                 if len(spans) == 1:
                     # XLA drops control dependencies, and would merge the recomputation
                     # with the forward pass it repeats: as tf.recompute_grad, also add a
-                    # zero computed from the gradients (bands are not XLA-safe: README)
+                    # zero computed from the gradients (bands are not XLA-safe: docs/memory.md)
                     zero = zero_after(done)
                     own = [t + tf.cast(zero, t.dtype) for t in own]
                 with tf.GradientTape() as tape:

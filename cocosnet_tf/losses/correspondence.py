@@ -59,8 +59,9 @@ def flow_l1(expected: tf.Tensor, flow: tf.Tensor, flow_mask: tf.Tensor, factor: 
     in level pixels), where expected [B, h, w, 2] is the position the pixel's level pixel
     matches and true its own flow at that level. A level pixel across two layers that
     move apart is so pulled towards the median of their flows."""
-    error = tf.abs(to_full_size(expected, factor) - level_targets(flow, factor))
-    return masked_mean(tf.reduce_sum(error, axis=-1), flow_mask)
+    positions, weights = expected
+    error = tf.reduce_sum(tf.abs(to_full_size(positions, factor) - level_targets(flow, factor)[:, :, :, None, :]), -1)
+    return masked_mean(tf.reduce_sum(to_full_size(weights, factor) * error, axis=-1), flow_mask)
 
 
 def dense_cross_entropy(log_attention: tf.Tensor, flow: tf.Tensor, flow_mask: tf.Tensor, factor: int) -> tf.Tensor:
