@@ -10,7 +10,7 @@ Trains only the correspondence network, on its own losses (warp-self, warp-cycle
 alignment; the generator side's Adam, spectral power iterations as in training), and
 every --every steps reports the held-out finest-level end-point error against the zero
 flow (evaluate.heldout_report's pairs), split into pixels inside objects and background
-pixels (class 0). A diagnostic for the demo's EPE target (README, "The demo run"): it
+pixels (class 0). A diagnostic for the demo's EPE target (docs/correspondence.md): it
 separates what the correspondence learns from the generator and the discriminator, and
 shows where its error is. With --frozen-refinement the update blocks' flow heads are
 zeroed and left untrained, so that only the features and the search can learn. One
@@ -47,7 +47,8 @@ from harness import ROOT, markdown_table, write_report
 
 # seconds: wall clock since the start, the earlier rows' evaluations included
 COLUMNS = [("step", "step"), ("seconds", "seconds"), ("warp-self", "warp_self"), ("EPE", "epe"),
-           ("zero flow", "zero_flow"), ("ratio", "ratio"), ("objects EPE / zero", "objects"),
+           ("zero flow", "zero_flow"), ("ratio", "ratio"), ("dense level EPE / zero", "dense"),
+           ("objects EPE / zero", "objects"),
            ("background EPE / zero", "background"), ("background share", "background_share"),
            ("warp PSNR gain (dB)", "psnr_gain")]
 
@@ -150,10 +151,10 @@ def main(argv=None) -> int:
     parser.add_argument("--radius", type=int, default=4, help="--ceiling: the exhaustive search's reach")
     parser.add_argument("--smooth", type=float, default=2.0, help="--ceiling: blur of the searched displacements")
     parser.add_argument("--out", default=None,
-                        help="JSON (default: benchmarks/results/correspondence_learning.json, "
+                        help="JSON (default: docs/results/correspondence_learning.json, "
                              "or correspondence_diagnosis.json with --run)")
     args = parser.parse_args(argv)
-    results = ROOT / "benchmarks" / "results"
+    results = ROOT / "docs" / "results"
     if args.run is not None:
         return diagnose_run(parser, args.run, args.overrides, args.out or str(results / "correspondence_diagnosis.json"))
     if args.ceiling:
@@ -200,6 +201,8 @@ def main(argv=None) -> int:
         rows.append({"step": step, "seconds": round(seconds), "warp_self": round(float(losses.get("warp_self", 0.0)), 1),
                      "epe": round(report["epe_finest"], 2), "zero_flow": round(report["epe_zero_flow"], 2),
                      "ratio": round(report["epe_ratio"], 2),
+                     "dense": "{:.2f} / {:.2f}".format(report["levels"][0]["model"]["epe"],
+                                                       report["levels"][0]["zero_flow"]["epe"]),
                      "objects": "{:.2f} / {:.2f}".format(*regions["objects"]),
                      "background": "{:.2f} / {:.2f}".format(*regions["background"]),
                      "background_share": round(regions["background_share"], 2),

@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     parser.add_argument("--set", nargs="*", default=[], dest="overrides", metavar="KEY=VALUE")
     parser.add_argument("--flow", type=float, default=None, help="losses.flow of run (b) (default: the config's)")
     parser.add_argument("--runs", default=str(ROOT / "runs" / "flow_ablation"), help="folder of the two runs")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "flow_ablation.json"))
+    parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "flow_ablation.json"))
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from cocosnet_tf.config import ConfigError, load_config

@@ -9,8 +9,9 @@ call(label, exemplar, exemplar_label) returns a dict:
     dense_best       [B, h_0, w_0, 2] best match (x, y) of the dense coarsest level
 and in training (what the flow supervision reads):
     dense_log_attention  [B, h_0 * w_0, h_0 * w_0] the dense level's log attention
-    trajectories     list per PatchMatch level, per iteration [B, h, w, 2] the expected
-                     position (x, y) (PatchMatchLevel's `trajectory`)
+    trajectories     list per PatchMatch level, per iteration (candidate positions (x, y)
+                     [B, h, w, K, 2], their weights [B, h, w, K]) (PatchMatchLevel's
+                     `trajectory`)
     features         list per level, the input branch's normalised U-Net features
     exemplar_features  the same for the exemplar branch
 and, when `image` (the ground truth) is passed, `target_features`: the exemplar

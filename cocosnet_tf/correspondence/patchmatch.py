@@ -154,9 +154,10 @@ class PatchMatchLevel(Composite, keras.layers.Layer):
     def call(self, features, exemplar_features, exemplar, init_offsets, training=False, step=0):
         """features, exemplar_features [B,H,W,C] (normalised), exemplar [B,H,W,3] (pooled),
         init_offsets [B,H,W,K,2] -> dict(warp, positions (row, col), weights), and in
-        training `trajectory`: per iteration the expected position [B,H,W,2] (row, col),
-        the updated candidates weighted by their selection probabilities (without
-        gradient), the last one the final output's (the flow supervision reads them).
+        training `trajectory`: per iteration (candidate positions [B,H,W,K,2] (row, col),
+        their weights [B,H,W,K]): the updated candidates with their selection
+        probabilities (without gradient), the last one the final output's (the flow
+        supervision reads them).
 
         In training the propagation order is random, drawn statelessly from (seed, step,
         iteration): every replica and worker draws the same, and a resumed run (whose

@@ -54,12 +54,17 @@ def masked_mean(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(values * mask, axis=[1, 2]) / tf.maximum(tf.reduce_sum(mask, axis=[1, 2]), 1.0)
 
 
-def flow_l1(expected: tf.Tensor, flow: tf.Tensor, flow_mask: tf.Tensor, factor: int) -> tf.Tensor:
-    """Per sample: mean over the known full-size pixels of |expected - true|_1 (x and y,
-    in level pixels), where expected [B, h, w, 2] is the position the pixel's level pixel
-    matches and true its own flow at that level. A level pixel across two layers that
-    move apart is so pulled towards the median of their flows."""
-    positions, weights = expected
+def flow_l1(candidates: tuple[tf.Tensor, tf.Tensor], flow: tf.Tensor, flow_mask: tf.Tensor,
+            factor: int) -> tf.Tensor:
+    """Per sample: mean over the known full-size pixels of sum_k w_k |p_k - true|_1 (x and
+    y, in level pixels), where candidates = (positions p [B, h, w, K, 2], weights w
+    [B, h, w, K]) are the positions the pixel's level pixel may match and true its own
+    flow at that level. Each candidate's error counts by its weight: an L1 of the
+    weighted mean position would be lowest for weights that hedge between wrong
+    candidates on either side of the truth; this one is lowest for all weight on the
+    nearest candidate. A level pixel across two layers that move apart is pulled towards
+    the median of their flows."""
+    positions, weights = candidates
     error = tf.reduce_sum(tf.abs(to_full_size(positions, factor) - level_targets(flow, factor)[:, :, :, None, :]), -1)
     return masked_mean(tf.reduce_sum(to_full_size(weights, factor) * error, axis=-1), flow_mask)
 
@@ -91,7 +96,7 @@ def dense_cross_entropy(log_attention: tf.Tensor, flow: tf.Tensor, flow_mask: tf
 def flow_supervision(out: dict, flow: tf.Tensor, flow_mask: tf.Tensor, gamma: float,
                      factors: list[int]) -> tf.Tensor:
     """Per sample: the dense level's cross-entropy against the true coarsest positions,
-    plus, at every PatchMatch level, the L1 error of each iteration's expected position,
+    plus, at every PatchMatch level, each iteration's weighted candidate error (flow_l1),
     weighted gamma^(T - t) over its T iterations as RAFT does (the last counts most).
     `out` is the correspondence's training output, `factors` each level's downsampling.
     Both are means over the full-size pixels whose flow is known (flow_mask [B, H, W, 1];
@@ -99,6 +104,6 @@ def flow_supervision(out: dict, flow: tf.Tensor, flow_mask: tf.Tensor, gamma: fl
     total = dense_cross_entropy(out["dense_log_attention"], flow, flow_mask, factors[0])
     for trajectory, factor in zip(out["trajectories"], factors[1:]):
         steps = len(trajectory)
-        for t, expected in enumerate(trajectory, start=1):
-            total += gamma ** (steps - t) * flow_l1(expected, flow, flow_mask, factor)
+        for t, candidates in enumerate(trajectory, start=1):
+            total += gamma ** (steps - t) * flow_l1(candidates, flow, flow_mask, factor)
     return total
