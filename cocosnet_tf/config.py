@@ -196,7 +196,7 @@ class TrainConfig:
     steps: int = 1000
     lr: float = 1e-4
     # both learning rates fall linearly to 0 over the last decay_steps steps (the official
-    # niter_decay); 0: constant
+    # niter_decay; all of them when train.steps is fewer); 0: constant
     decay_steps: int = 0
     beta1: float = 0.0
     beta2: float = 0.9
@@ -482,7 +482,7 @@ def _check_values(c: Config) -> None:
         value = getattr(t, key)
         _require(value >= 1, f"train.{key}", f"must be >= 1, got {value}")
     _require(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
-    _require(0 <= t.decay_steps <= t.steps, "train.decay_steps", f"must be in 0..train.steps ({t.steps}), got {t.decay_steps}")
+    _require(t.decay_steps >= 0, "train.decay_steps", f"must be >= 0, got {t.decay_steps}")
     for key in ("beta1", "beta2"):
         value = getattr(t, key)
         _require(0 <= value < 1, f"train.{key}", f"must be in [0, 1), got {value}")

@@ -54,7 +54,7 @@ class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 def learning_rate(rate: float, train: TrainConfig):
     """A constant `rate`, or its LinearDecay when train.decay_steps is set."""
-    return LinearDecay(rate, train.steps, train.decay_steps) if train.decay_steps else rate
+    return LinearDecay(rate, train.steps, min(train.decay_steps, train.steps)) if train.decay_steps else rate
 
 
 class LossNetworks:

@@ -178,6 +178,11 @@ def test_learning_rates_fall_linearly_to_zero_over_the_decay_steps():
         d.iterations.assign(step)
         assert float(g.learning_rate) == pytest.approx(0.005 * share)
         assert float(d.learning_rate) == pytest.approx(0.02 * share)
+    # more decay steps than steps: the rate falls over all of them
+    model, _ = tiny_model("train.steps=4", "train.decay_steps=600", "train.lr=0.01")
+    for step, share in ((0, 1.0), (2, 0.5), (4, 0.0)):
+        model.g_optimizer.iterations.assign(step)
+        assert float(model.g_optimizer.learning_rate) == pytest.approx(0.005 * share)
 
 
 def test_init_gain_scales_every_networks_initial_weights():
