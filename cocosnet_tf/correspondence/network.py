@@ -74,19 +74,20 @@ def dense_level(queries, values, exemplar, temperature, cycle: bool, hard_best: 
 
     if chunk > 0:
         rows = dense_rows(chunk)
+        positions = tf.broadcast_to(scaled, [b, n, 2])  # each row's own position, chunked with it
 
         def forward(q_rows, q_grid):
             logits = scores(q_rows, q_grid, r)
             best = tf.gather(grid, tf.argmax(logits, axis=-1, output_type=tf.int32))
             return tf.concat([tf.matmul(tf.nn.softmax(logits, axis=-1), pooled), best], axis=-1)
 
-        warp_best = sampling.chunked(forward, [q, tf.broadcast_to(scaled, [b, n, 2])], rows)
+        warp_best = sampling.chunked(forward, [q, positions], rows)
         warp, best = warp_best[..., :3], warp_best[..., 3:]
         cycle_warp = log_attention = None
         if cycle:  # backwards: each exemplar position attends over the input's
             cycle_warp = sampling.chunked(
                 lambda r_rows, r_grid: tf.matmul(tf.nn.softmax(scores(r_rows, r_grid, q)), warp),
-                [r, tf.broadcast_to(scaled, [b, n, 2])], rows)
+                [r, positions], rows)
     else:
         logits = scores(q, scaled, r)  # [B, N, N]
         attention = tf.nn.softmax(logits, axis=-1)
