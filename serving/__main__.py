@@ -8,8 +8,12 @@ GET /v1/models/NAME, GET /v1/models/NAME/metadata, POST /v1/models/NAME:predict
 (`instances` or `inputs`; `signature_name` translate_encoded with a SavedModel), and
 GET /healthz. ONNX exports run in ONNX Runtime (the CUDA provider with --device cuda or
 auto when present; the provider in use is printed at start), SavedModels in TensorFlow.
-Requests beyond the limits get 400 naming the field; past --queue admitted requests,
-503. SIGINT or SIGTERM stops accepting, lets the requests in progress finish, and exits.
+Requests beyond the limits get 400 naming the field, bodies over --max-body-mb 413.
+A body must arrive within --read-timeout seconds (else 408) before its request may
+queue; past --queue admitted requests, --max-connections open connections or
+--body-budget-mb of bodies in memory, 503 with Retry-After. A connection idle for
+--read-timeout seconds is closed. SIGINT or SIGTERM stops accepting, closes idle
+connections, lets the requests in progress finish, and exits.
 """
 
 from __future__ import annotations
@@ -20,11 +24,6 @@ import os
 import signal
 import threading
 
-from cocosnet_tf.cli import run
-from export.layout import newest_version
-from serving import backends
-from serving.server import Limits, Model, make_server
-
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__.split("\n\n", 1)[1],
@@ -34,18 +33,37 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--version", type=int, default=None, help="version to serve (default: the newest)")
     parser.add_argument("--backend", choices=["auto", "onnx", "savedmodel"], default="auto",
                         help="auto: ONNX Runtime when the version holds model.onnx, else the SavedModel")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="auto (the default): CUDA when present")
     parser.add_argument("--float16", action="store_true", help="ONNX: serve model_fp16.onnx")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8501, help="0: any free port (printed)")
-    parser.add_argument("--max-batch", type=int, default=4, help="samples per request")
-    parser.add_argument("--max-body-mb", type=float, default=256.0, help="request body limit")
-    parser.add_argument("--queue", type=int, default=8, help="requests admitted at once; more get 503")
-    parser.add_argument("--workers", type=int, default=1, help="model calls at once")
+    parser.add_argument("--host", default="127.0.0.1", help="default %(default)s")
+    parser.add_argument("--port", type=int, default=8501, help="0: any free port (printed); default %(default)s")
+    parser.add_argument("--max-batch", type=int, default=4, help="samples per request (default %(default)s)")
+    parser.add_argument("--max-body-mb", type=float, default=256.0, help="request body limit (default %(default)g)")
+    parser.add_argument("--queue", type=int, default=8,
+                        help="requests admitted at once; more get 503 (default %(default)s)")
+    parser.add_argument("--workers", type=int, default=1, help="model calls at once (default %(default)s)")
+    parser.add_argument("--read-timeout", type=float, default=10.0,
+                        help="seconds a client has to send a request's body; also the keep-alive idle timeout "
+                             "(default %(default)g)")
+    parser.add_argument("--max-connections", type=int, default=64,
+                        help="open connections, one thread each (default %(default)s)")
+    parser.add_argument("--body-budget-mb", type=float, default=1024.0,
+                        help="request bodies in memory at once, over all connections (default %(default)g)")
     args = parser.parse_args(argv)
-    for key in ("max_batch", "queue", "workers"):
+    for key in ("max_batch", "queue", "workers", "max_connections"):
         if getattr(args, key) < 1:
             parser.error(f"--{key.replace('_', '-')} must be at least 1")
+    if not args.read_timeout > 0:
+        parser.error("--read-timeout must be positive")
+    if not 0 < args.max_body_mb <= args.body_budget_mb:
+        parser.error(f"--max-body-mb must be positive and within --body-budget-mb ({args.body_budget_mb:g})")
+
+    # after parsing, so that --help and argument errors do not wait for TensorFlow
+    from cocosnet_tf.cli import run
+    from export.layout import newest_version
+    from serving import backends
+    from serving.server import Limits, Model, make_server
 
     def body() -> None:
         model_dir = os.path.normpath(args.model_dir)
@@ -54,7 +72,9 @@ def main(argv: list[str] | None = None) -> None:
         if not os.path.isdir(version):
             raise backends.ConfigError(f"--version {args.version}: {version} does not exist")
         backend = backends.load(version, args.backend, args.device, args.float16)
-        limits = Limits(args.max_batch, int(args.max_body_mb * 2**20), args.queue, args.workers)
+        limits = Limits(max_batch=args.max_batch, max_body_bytes=int(args.max_body_mb * 2**20), queue=args.queue,
+                        workers=args.workers, read_timeout=args.read_timeout, max_connections=args.max_connections,
+                        body_budget_bytes=int(args.body_budget_mb * 2**20))
         model = Model(args.name or os.path.basename(model_dir), os.path.basename(version), backend, limits)
         try:
             server = make_server(args.host, args.port, model)
@@ -70,9 +90,10 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(signal.SIGTERM, stop)
         host, port = server.server_address[:2]
         print(f"serving {model.name} version {model.version} ({backend.description}) on http://{host}:{port} "
-              f"(batch <= {limits.max_batch}, queue {limits.queue}, workers {limits.workers})", flush=True)
+              f"(batch <= {limits.max_batch}, queue {limits.queue}, workers {limits.workers}, "
+              f"connections {limits.max_connections}, read timeout {limits.read_timeout:g} s)", flush=True)
         server.serve_forever()
-        server.server_close()  # joins the request threads
+        server.server_close()  # closes idle connections, joins the request threads
         print("stopped", flush=True)
 
     run(body)

@@ -11,16 +11,70 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import re
 
 import numpy as np
 
 from serving.backends import Signature, Spec
 
 MIN_SIDE, SIDE_MULTIPLE = 64, 32  # the network's sizes (cocosnet_tf.config)
+MAX_DEPTH = 16  # a request nests 6 deep: {"instances": [{"label": [[[...]]]}]}
+# a JSON string; an unterminated one runs to the end (the parser refuses it there), so that
+# one pass finds every string in linear time whatever the body holds
+STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"?', re.S)
+LITERAL = re.compile(rb"true|false|null")  # outside strings, only these spell words
+NESTING = np.zeros(256, np.int8)
+NESTING[list(b"[{")], NESTING[list(b"]}")] = 1, -1
+CHUNK = 2**22  # bytes per step of the nesting count (its running sum takes 8 bytes per byte)
 
 
 class RequestError(ValueError):
     """A malformed or out-of-limits request (HTTP 400)."""
+
+
+def parse_json(raw: bytes):
+    """The parsed request body. Its nesting is measured first: the parser follows nesting
+    by recursion, so a deep body would exhaust the stack instead of getting an answer.
+    true, false and null are refused, naming where they are: no field takes them, and
+    numpy would silently read booleans among numbers as 1 and 0."""
+    outside = STRING.sub(b'""', raw)
+    depth = _deepest(outside)
+    if depth > MAX_DEPTH:
+        raise RequestError(f"request body: nested {depth} deep; requests nest at most {MAX_DEPTH} deep")
+    try:
+        body = json.loads(raw)
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise RequestError(f"request body: not JSON ({err})") from None
+    if LITERAL.search(outside):
+        path, value = _first(body, "", lambda v: v is None or isinstance(v, bool))
+        raise RequestError(f"{path or 'request body'}: {json.dumps(value)}; no field takes true, false or null")
+    return body
+
+
+def _deepest(outside: bytes) -> int:
+    """The deepest nesting of arrays and objects in JSON text whose strings are removed."""
+    codes = np.frombuffer(outside, np.uint8)
+    depth = deepest = 0
+    for start in range(0, len(codes), CHUNK):
+        running = depth + np.cumsum(NESTING[codes[start:start + CHUNK]], dtype=np.int64)
+        deepest, depth = max(deepest, int(running.max())), int(running[-1])
+    return deepest
+
+
+def _first(value, path: str, wrong) -> tuple[str, object] | None:
+    """(path, value) of the first leaf in nested lists and objects for which wrong(leaf)."""
+    if isinstance(value, dict):
+        children = ((f"{path}.{k}" if path else k, v) for k, v in value.items())
+    elif isinstance(value, list):
+        children = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return (path, value) if wrong(value) else None
+    return next(filter(None, (_first(v, p, wrong) for p, v in children)), None)
+
+
+def _not_number(value) -> bool:
+    return isinstance(value, bool) or not isinstance(value, (int, float))
 
 
 def _array(name: str, value, spec: Spec, batched: bool) -> np.ndarray:
@@ -31,9 +85,18 @@ def _array(name: str, value, spec: Spec, batched: bool) -> np.ndarray:
             raise RequestError(f"{name}: expected a list of {{\"b64\": ...}} values")
         return np.array([_binary(f"{name}[{i}]" if batched else name, v) for i, v in enumerate(items)], dtype=object)
     try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise RequestError(f"{name}: expected a nested list of numbers of shape {_shape_text(spec, batched)}") from None
+        array = np.asarray(value)
+    except ValueError:  # ragged
+        array = None
+    if array is None or array.dtype.kind not in "iuf":
+        wrong = _first(value, name, _not_number)
+        if wrong is not None:
+            raise RequestError(f"{wrong[0]}: {json.dumps(wrong[1])[:40]} is not a number (send JSON numbers)")
+        try:  # numbers numpy keeps as objects (integers beyond 64 bits), or a ragged nesting
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise RequestError(f"{name}: expected a nested list of numbers of shape "
+                               f"{_shape_text(spec, batched)}") from None
     rank = len(spec.shape) - (0 if batched else 1)
     if array.ndim != rank:
         raise RequestError(f"{name}: shape {list(array.shape)} (ragged or of rank {array.ndim}); expected "

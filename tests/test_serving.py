@@ -1,13 +1,18 @@
 """python -m serving as a real process on 127.0.0.1: TF-Serving's REST API answers equal a
 direct ONNX Runtime call, malformed requests get 400 naming the field, 20 concurrent
-requests are each answered correctly or with 503, SIGTERM stops it cleanly; the
-SavedModel backend with the encoded-image signature; python -m serving.client."""
+requests are each answered correctly or with 503, hostile clients (stalled bodies, deep
+JSON, oversized bodies, garbage, early disconnects) get an answer and one log line,
+SIGTERM stops it cleanly even with an idle keep-alive client; the SavedModel backend
+with the encoded-image signature; python -m serving.client."""
 
 import base64
+import http.client
 import json
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -28,6 +33,8 @@ from export.to_onnx import session
 from serving.client import main as client_main
 
 QUEUE = 4
+READ_TIMEOUT = 60  # longer than any test waits: connections end only when the server ends them
+PREDICT = "/v1/models/cocosnet:predict"
 
 
 def start(model_dir, log, *extra):
@@ -62,7 +69,8 @@ def call(url, path, body=None, raw=None):
 @pytest.fixture(scope="module")
 def server(tiny_exports, tmp_path_factory):
     log = tmp_path_factory.mktemp("server") / "server.log"
-    proc, url = start(tiny_exports.onnx.parent, log, "--queue", str(QUEUE), "--max-batch", "2")
+    proc, url = start(tiny_exports.onnx.parent, log, "--queue", str(QUEUE), "--max-batch", "2",
+                      "--read-timeout", str(READ_TIMEOUT))
     runner = session(str(tiny_exports.onnx / layout.MODEL_FILE))
     yield SimpleNamespace(proc=proc, url=url, log=log, direct=lambda inputs: dict(
         zip([o.name for o in runner.get_outputs()], runner.run(None, inputs))))
@@ -73,6 +81,52 @@ def server(tiny_exports, tmp_path_factory):
 
 def instances(inputs):
     return [{k: v[i].tolist() for k, v in inputs.items()} for i in range(len(inputs["label"]))]
+
+
+def connect(url):
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=60)
+
+
+def post_head(length, extra=""):
+    return f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n{extra}\r\n".encode()
+
+
+def exchange(url, data):
+    """(status, headers, parsed JSON body) of the answer to `data`, sent as it is."""
+    with connect(url) as sock:
+        sock.sendall(data)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, response.headers, json.loads(response.read())
+
+
+def wait_until(condition, seconds=10.0):
+    deadline = time.time() + seconds
+    while not condition():
+        if time.time() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def log_size(server):
+    """The log's length once the lines of earlier requests are in (each comes after its answer)."""
+    size = -1
+    while size != len(open(server.log).read()):
+        size = len(open(server.log).read())
+        time.sleep(0.3)
+    return size
+
+
+def log_since(server, offset):
+    """The server's log lines after `offset`, once some have come and no more follow for 0.5 s."""
+    def lines():
+        return open(server.log).read()[offset:].splitlines()
+
+    wait_until(lines)
+    time.sleep(0.5)
+    return lines()
 
 
 def test_status_metadata_health(server):
@@ -165,6 +219,61 @@ def test_twenty_concurrent_requests_each_correct_or_503(server):
     assert log.count(":predict 503") == codes.count(503) and log.count(":predict 200") >= codes.count(200)
 
 
+def test_stalled_bodies_do_not_block_a_valid_request(server):
+    # 2 x QUEUE clients announce 100 MB (under the limit), send 4 bytes, then nothing
+    stalled = [connect(server.url) for _ in range(2 * QUEUE)]
+    for sock in stalled:
+        sock.sendall(post_head(100 * 2**20) + b"[[[[")
+    try:
+        inputs = verify.sample_inputs(8, (64, 64), [True], seed=11)
+        started = time.time()
+        code, answer = call(server.url, PREDICT, {"instances": instances(inputs)})
+        assert code == 200, answer
+        assert time.time() - started < READ_TIMEOUT / 2  # not after the stalled reads time out
+        np.testing.assert_allclose(np.asarray(answer["predictions"][0]["image"], np.float32),
+                                   server.direct(inputs)["image"][0], atol=1e-6, rtol=0)
+        assert call(server.url, "/healthz")[1]["body_bytes"] == 4 * len(stalled)  # what they sent, no more
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert wait_until(lambda: call(server.url, "/healthz")[1]["body_bytes"] == 0)
+
+
+def test_hostile_bodies_get_400_413_and_one_log_line(server):
+    row = instances(verify.sample_inputs(8, (64, 64), [True], seed=12))[0]
+
+    def with_leaf(value):  # the row with one number of its label replaced
+        label = [[list(pixel) for pixel in line] for line in row["label"]]
+        label[1][2][3] = value
+        return json.dumps({"instances": [{**row, "label": label}]}).encode()
+
+    cases = [(b"[" * 100_000, 400, "nested 100000 deep"),
+             (b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "nested"),
+             (with_leaf("0.5"), 400, 'instances[0].label[1][2][3]: "0.5" is not a number'),
+             (with_leaf(True), 400, "instances[0].label[1][2][3]: true"),
+             (with_leaf(False), 400, "instances[0].label[1][2][3]: false"),
+             (with_leaf(None), 400, "instances[0].label[1][2][3]: null")]
+    for body, status, message in cases:
+        code, answer = call(server.url, PREDICT, raw=body)
+        assert code == status and message in answer["error"], (message, code, answer)
+    code, headers, answer = exchange(server.url, post_head(300 * 2**20))  # over --max-body-mb, body not sent
+    assert code == 413 and "the limit is" in answer["error"] and headers["Connection"] == "close"
+
+    before = log_size(server)
+    code, headers, answer = exchange(server.url, b"\x16\x03\x01\x02\x00 garbage here\r\n\r\n")
+    assert code == 400 and headers["Content-Type"] == "application/json" and "Bad request" in answer["error"]
+    lines = log_since(server, before)
+    assert len(lines) == 1 and " 400 " in lines[0], lines
+
+    before = log_size(server)
+    with connect(server.url) as sock:  # a whole request, then the connection reset before the answer
+        sock.sendall(post_head(len(with_leaf(0.5))) + with_leaf(0.5))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    lines = log_since(server, before)
+    assert len(lines) == 1 and "connection" in lines[0], lines
+    assert call(server.url, "/healthz")[0] == 200
+
+
 def test_client_saves_the_translation(server, tiny_exports, tmp_path, capsys):
     rng = np.random.default_rng(7)
     ids = np.repeat(np.repeat(rng.integers(0, 8, (2, 8, 8)), 8, axis=1), 8, axis=2).astype(np.uint8)
@@ -218,8 +327,15 @@ def test_savedmodel_backend_serves_both_signatures(tiny_exports, tmp_path):
         proc.wait(60)
 
 
-def test_sigterm_stops_cleanly(server):
+def test_sigterm_stops_cleanly_with_an_idle_keep_alive_client(server):
+    idle = http.client.HTTPConnection(server.url.removeprefix("http://"), timeout=60)
+    idle.request("GET", "/healthz")
+    assert idle.getresponse().read() and idle.sock is not None  # open and idle, kept alive
+    started = time.time()
     server.proc.send_signal(signal.SIGTERM)
-    assert server.proc.wait(60) == 0
+    assert server.proc.wait(10) == 0  # the idle connection would hold it READ_TIMEOUT seconds
+    assert time.time() - started < 10
+    assert idle.sock.recv(1) == b""  # the server closed it
     log = open(server.log).read()
     assert "received SIGTERM" in log and log.rstrip().endswith("stopped")
+    assert "Traceback" not in log
