@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+from cocosnet_tf import TENSORFLOW_MISSING
 from cocosnet_tf.config import Config, ConfigError, load_config
 from cocosnet_tf.fileio import DataError
 
@@ -43,9 +44,21 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def run(main_fn) -> None:
-    """Run a command body; configuration and data errors end it with one clear line."""
+    """Run a command body; configuration and data errors end it with one clear line.
+    TensorFlow loads here, after the command has parsed its arguments."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    import tensorflow as tf
+    # TensorFlow's and tf2onnx's INFO lines (checkpoint sharding, renamed captures, folded
+    # nodes) and its C++ log (end of a dataset, large allocations, graph optimisations
+    # skipped) mean nothing to the user; failures still arrive as exceptions, and
+    # TF_CPP_MIN_LOG_LEVEL set by the user wins
+    for name in ("absl", "tensorflow", "tf2onnx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        import tensorflow as tf
+    except ImportError as err:
+        print(f"error: {TENSORFLOW_MISSING} ({err})", file=sys.stderr)
+        sys.exit(2)
 
     try:
         main_fn()

@@ -212,6 +212,9 @@ class TrainConfig:
     # a lower peak RSS on a CPU for slower steps; 0: off
     release_memory: float = 0.0
     checkpoint_every: int = 500
+    # the newest checkpoints kept; older ones are deleted (each holds the weights and both
+    # optimisers' state, about three times the weights' size)
+    keep_checkpoints: int = 3
     log_every: int = 50
     sample_every: int = 500
 
@@ -478,7 +481,7 @@ def _check_values(c: Config) -> None:
     _require(0 < c.losses.flow_gamma <= 1, "losses.flow_gamma", f"must be within (0, 1], got {c.losses.flow_gamma}")
 
     t = c.train
-    for key in ("batch_size", "steps", "checkpoint_every", "log_every", "sample_every"):
+    for key in ("batch_size", "steps", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every"):
         value = getattr(t, key)
         _require(value >= 1, f"train.{key}", f"must be >= 1, got {value}")
     _require(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")

@@ -25,15 +25,17 @@ import argparse
 import hashlib
 import json
 import os
-
-import keras
-import tensorflow as tf
+from typing import TYPE_CHECKING
 
 from cocosnet_tf.cli import add_set_argument, run
 from cocosnet_tf.config import SIZE_MULTIPLE, ConfigError, load_config
 from cocosnet_tf.fileio import atomic_write_text, staged_directory
-from cocosnet_tf.model import CoCosNet
-from cocosnet_tf.official import assign, pth
+from cocosnet_tf.official import pth
+
+# Keras, TensorFlow and the networks are imported where they are used, so that --help
+# and usage errors answer without loading them
+if TYPE_CHECKING:
+    from cocosnet_tf.model import CoCosNet
 
 REQUIRED = ("Corr", "G")
 OPTIONAL = ("D",)
@@ -51,6 +53,10 @@ def sha256(path: str) -> str:
 def build(config) -> CoCosNet:
     """Every variable of the model; weights do not depend on the image size, so the
     smallest size the networks take is enough."""
+    import keras
+
+    from cocosnet_tf.model import CoCosNet
+
     keras.mixed_precision.set_dtype_policy("float32")
     model = CoCosNet(config, config.data.semantic_nc)
     model.build_all(2 * SIZE_MULTIPLE, 2 * SIZE_MULTIPLE)
@@ -59,6 +65,8 @@ def build(config) -> CoCosNet:
 
 def write_run(out: str, config, model: CoCosNet, report: dict) -> None:
     """config.yaml, checkpoints/ckpt-0 and conversion.json into `out`, all or nothing."""
+    import tensorflow as tf
+
     with staged_directory(out, prefix=".convert-") as staged:
         config.save(os.path.join(staged, "config.yaml"))
         checkpoint = tf.train.Checkpoint(model=model)
@@ -68,6 +76,8 @@ def write_run(out: str, config, model: CoCosNet, report: dict) -> None:
 
 
 def convert(checkpoint_dir: str, config_path: str, overrides: list[str], out: str, epoch: str = "latest") -> dict:
+    from cocosnet_tf.official import assign
+
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise ConfigError(f"--out {out} already exists; name a new run directory")
     if os.path.isdir(out):

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 import keras
 import tensorflow as tf
 
+from cocosnet_tf.checkpoints import check_readable, first_line, is_complete, newest_checkpoint
 from cocosnet_tf.config import Config, ConfigError, load_config
 from cocosnet_tf.model import CoCosNet, full_precision
 
@@ -38,16 +39,17 @@ def load_run_config(run_dir: str, overrides: list[str], config_path: str | None 
 
 
 def checkpoint_prefix(run_dir: str, given: str | None) -> str:
-    """--checkpoint (a folder, a prefix or its .index file) or the run's newest, as a prefix.
-    tf.train.latest_checkpoint is None also when the files it names are gone."""
+    """--checkpoint (a folder, a prefix or its .index file) or the run's newest, as a
+    prefix. Folders are searched for their newest complete checkpoint, whatever their
+    `checkpoint` state file names (see cocosnet_tf.checkpoints)."""
     if not given:
         folder = os.path.join(run_dir, "checkpoints")
-        path = tf.train.latest_checkpoint(folder) if os.path.isdir(folder) else None
+        path = newest_checkpoint(folder)
         if path is None:
             raise ConfigError(f"{folder}: no checkpoint; train the run first or name one with --checkpoint")
         return path
     if os.path.isdir(given):
-        path = tf.train.latest_checkpoint(given)
+        path = newest_checkpoint(given)
         if path is None:
             raise ConfigError(f"--checkpoint {given}: no checkpoint in this folder")
         return path
@@ -55,24 +57,17 @@ def checkpoint_prefix(run_dir: str, given: str | None) -> str:
     if not os.path.isfile(prefix + ".index"):
         raise ConfigError(f"--checkpoint {given}: not a checkpoint; expected a checkpoint folder or a prefix "
                           f"such as {os.path.join(run_dir, 'checkpoints', 'ckpt-1000')} (with its .index file)")
+    if not is_complete(prefix):
+        raise ConfigError(f"--checkpoint {given}: its data files ({prefix}.data-*) are missing or incomplete")
     return prefix
 
 
 def find_checkpoint(run_dir: str, given: str | None) -> str:
-    """The checkpoint prefix to restore, checked to be readable and to hold a model."""
+    """The checkpoint prefix to restore, read in full and checked to hold a model."""
     path = checkpoint_prefix(run_dir, given)
-    try:
-        names = [name for name, _ in tf.train.list_variables(path)]
-    except (tf.errors.OpError, ValueError) as err:
-        raise ConfigError(f"{path}: not a readable checkpoint ({_first_line(err)})") from err
-    if not any(name.startswith("model/") for name in names):
+    if not any(name.startswith("model/") for name in check_readable(path)):
         raise ConfigError(f"{path}: holds no model (a checkpoint written by python -m cocosnet_tf.train has one)")
     return path
-
-
-def _first_line(err: BaseException, limit: int = 300) -> str:
-    text = str(getattr(err, "message", None) or err).strip().splitlines()
-    return (text[0] if text else type(err).__name__)[:limit]
 
 
 # the last built network, by the config it was built for: building is the slow part, and
@@ -123,12 +118,12 @@ def _restore(model: CoCosNet, checkpoint: str) -> tuple[str, bool]:
         # read(): also checkpoints written with Checkpoint.write (no save counter)
         status = tf.train.Checkpoint(model=inference).read(checkpoint)
     except (ValueError, tf.errors.OpError) as err:
-        return _first_line(err), True
+        return first_line(err), True
     status.expect_partial()  # optimisers, step and the discriminator stay unread
     try:
         status.assert_existing_objects_matched()
     except AssertionError as err:
-        return _first_line(err), False
+        return first_line(err), False
     return "", False
 
 

@@ -73,8 +73,8 @@ Design decisions:
   restore the checkpoint into it each time.
 
 Errors (missing run, config or checkpoint, missing or corrupt files, label ids outside
-data.label_nc, wrong channel counts, mismatched kinds, a checkpoint that does not fit,
-non-finite output) end the command with one line `error: ...` and exit code 2.
+data.label_nc, wrong channel counts, mismatched kinds, a checkpoint that does not fit or
+is truncated, non-finite output) end the command with one line `error: ...` and exit code 2.
 """
 
 from __future__ import annotations
@@ -83,9 +83,9 @@ import argparse
 import os
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
 
 from cocosnet_tf.cli import add_run_arguments, add_set_argument, run
 from cocosnet_tf.config import POSE_CHANNELS, Config, ConfigError, DataConfig
@@ -96,9 +96,10 @@ from cocosnet_tf.data.folders import resize_ids, resize_image
 from cocosnet_tf.data.labels import semantic_map
 from cocosnet_tf.data.sources import make_sample
 from cocosnet_tf.fileio import DataError, Staging, read_label_ids, read_rgb
-from cocosnet_tf.model import CoCosNet
-from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
 from cocosnet_tf.visualize import to_uint8, upsample_nearest
+
+if TYPE_CHECKING:  # TensorFlow loads only once a network is needed: --help and input checks answer at once
+    from cocosnet_tf.model import CoCosNet
 
 KEYPOINT_SUFFIXES = ("_candidate.txt", "_subset.txt")
 KEEP_PREPARED_BYTES = 256 * 2**20  # validated inputs stay in memory up to this size
@@ -153,9 +154,16 @@ def read_array(path: str, data: DataConfig, hw: tuple[int, int]) -> np.ndarray:
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise DataError(f"{path}: array of {array.dtype}; expected numbers in [0, 1]")
     array = array.astype(np.float32)
-    if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
-        raise DataError(f"{path}: values must be finite and within [0, 1], found "
-                        f"[{np.nanmin(array):g}, {np.nanmax(array):g}]")
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = array[~finite]
+        counts = {"NaN": np.isnan(bad).sum(), "+inf": (bad > 0).sum(), "-inf": (bad < 0).sum()}
+        found = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
+        y, x, c = np.argwhere(~finite)[0].tolist()
+        raise DataError(f"{path}: values must be finite, but it holds {found} "
+                        f"(the first at row {y}, column {x}, channel {c})")
+    if array.min() < 0 or array.max() > 1:
+        raise DataError(f"{path}: values must be within [0, 1], found [{array.min():g}, {array.max():g}]")
     return resize_ids(array, *hw)
 
 
@@ -315,6 +323,8 @@ def network_call(model: CoCosNet, config: Config, several_batches: bool):
     size, so that the last, partial batch does not retrace (tracing costs seconds)."""
     if not several_batches:
         return model
+    import tensorflow as tf
+
     h, w = config.data.crop_size
     label, photo = tf.TensorSpec([None, h, w, config.data.semantic_nc]), tf.TensorSpec([None, h, w, 3])
     return tf.function(lambda label, exemplar, exemplar_label: model(label, exemplar, exemplar_label),
@@ -394,6 +404,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--batch-size must be at least 1")
 
     def body() -> None:
+        from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
+
         config = load_run_config(args.run, args.overrides)
         checkpoint = find_checkpoint(args.run, args.checkpoint)
         if args.pairs:

@@ -20,18 +20,12 @@ never overwritten.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import time
 
-import tensorflow as tf
-
 from cocosnet_tf.cli import add_run_arguments, add_set_argument, run
 from cocosnet_tf.config import ConfigError
-from cocosnet_tf.model import full_precision
-from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
 from export import layout
-from export.graph import float_function
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -57,9 +51,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
 
     def body() -> None:
-        # INFO lines of TensorFlow (renamed captures, assets) and tf2onnx (every folded node) are noise here
-        for name in ("absl", "tensorflow", "tf2onnx"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        # imported here, not at the top: --help and usage errors answer without TensorFlow
+        import tensorflow as tf
+
+        from cocosnet_tf.model import full_precision
+        from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
+        from export.graph import float_function
+
         config = load_run_config(args.run, args.overrides)
         x = config.export
         version = x.version if args.version is None else args.version

@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from conftest import save_run
+from cocosnet_tf.config import load_config
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["data.crop_size=[64,64]", "model.nef=4", "model.ngf=4", "model.ndf=4", "model.corr_levels=2",
         "model.patchmatch_iterations=1", "train.batch_size=2", "train.log_every=1",
@@ -90,6 +93,23 @@ def test_sigterm_saves_and_resuming_equals_an_uninterrupted_run(tmp_path):
     assert np.isfinite(heldout["epe_finest"]) and heldout["pixels"] > 0
     for key in ("epe_ratio", "epe_flow_heads_zeroed", "refinement_gain", "psnr_gain", "colour_ratio"):
         assert np.isfinite(heldout[key]), key
+
+
+def test_resume_finds_a_checkpoint_its_state_file_does_not_name_and_keeps_the_newest(tmp_path):
+    """A run stopped after writing its first checkpoint but before the `checkpoint` state
+    file resumes from it; the resumed run then keeps train.keep_checkpoints, that one
+    included in the count."""
+    run_dir = tmp_path / "run"
+    config = load_config(str(REPO / "configs" / "demo.yaml"), TINY)
+    save_run(config, run_dir)  # ckpt-1, at step 1
+    (run_dir / "checkpoints" / "checkpoint").unlink()
+    out = finish(start(run_dir, "train.steps=4", "train.checkpoint_every=1", "train.keep_checkpoints=2",
+                       resume=True))
+    assert f"resumed from {run_dir / 'checkpoints' / 'ckpt-1'} at step 1" in out
+    assert "step 4/4" in out
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
+        "checkpoint", "ckpt-3.data-00000-of-00001", "ckpt-3.index", "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
+    assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")) == str(run_dir / "checkpoints" / "ckpt-4")
 
 
 def test_two_runs_with_determinism_end_with_identical_weights(tmp_path):

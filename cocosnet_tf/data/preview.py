@@ -17,7 +17,6 @@ from PIL import Image
 from cocosnet_tf.cli import add_config_arguments, config_from_args, run
 from cocosnet_tf.data.geometry import pixel_grid, sample_bilinear
 from cocosnet_tf.data.labels import colourise
-from cocosnet_tf.data.pipeline import build_dataset
 from cocosnet_tf.fileio import save_npz, save_png
 from cocosnet_tf.visualize import titled_grid, to_uint8
 
@@ -67,6 +66,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--count must be at least 1")
 
     def body() -> None:
+        from cocosnet_tf.data.pipeline import build_dataset  # TensorFlow: only once the arguments are parsed
+
         config = config_from_args(args)
         dataset = build_dataset(config.data, repeat=False, shuffle=False).take(args.count)
         samples = [{k: v.numpy() for k, v in s.items()} for s in dataset]
