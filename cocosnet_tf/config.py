@@ -187,7 +187,10 @@ class LossConfig:
     # level's attention, L1 of every PatchMatch iteration's expected position
     flow: float = 0.0
     flow_gamma: float = 0.8  # RAFT's decay over iterations: iteration t weighs gamma^(T - t)
-    vgg_weights: str = ""  # .h5/.weights.h5 file; empty: Keras' cache
+    # vgg19: the official network, from Keras' cache; vgg16: torchvision's, fetched offline by
+    # `python -m cocosnet_tf.weights fetch vgg16` (the same five relu taps, a deviation)
+    vgg_network: Literal["vgg19", "vgg16"] = "vgg19"
+    vgg_weights: str = ""  # .h5/.weights.h5 file; empty: the network's cache
 
 
 @dataclass
@@ -240,7 +243,9 @@ class EvaluateConfig:
     swd_directions: int = 512  # random projections per pyramid level
     swd_min_resolution: int = 16  # the pyramid stops before its shorter side falls below this
     histogram_min_pixels: int = 64  # a class counts in a pair when it covers this many pixels in both images
-    inception_weights: str = ""  # Inception-v3 notop .h5 for FID; empty: Keras' cache; none found: no FID
+    # the FID Inception's converted .weights.h5; empty: the weights cache
+    # (`python -m cocosnet_tf.weights fetch inception`); none found: no FID
+    inception_weights: str = ""
     # also measure the correspondence with the ConvGRU's flow heads zeroed (a second pass)
     refinement_ablation: bool = True
 

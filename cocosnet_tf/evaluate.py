@@ -50,7 +50,7 @@ from dataclasses import replace
 import numpy as np
 import tensorflow as tf
 
-from cocosnet_tf import inception, metrics
+from cocosnet_tf import fid_inception, metrics
 from cocosnet_tf.cli import add_run_arguments, add_set_argument, run
 from cocosnet_tf.config import SWD_PATCH_SIZE, Config, ConfigError, DataConfig
 from cocosnet_tf.correspondence.network import level_factor
@@ -90,8 +90,8 @@ CONVENTIONS = {
             f"evaluate.swd_patches {SWD_PATCH_SIZE}x{SWD_PATCH_SIZE} patches per image and level at the same "
             "random positions in both sets, each channel normalised per level within each set, "
             "evaluate.swd_directions random unit projections; all draws from evaluate.seed"),
-    "fid": ("Frechet distance of Inception-v3 pool features (Keras' ImageNet weights, not the reference "
-            f"FID graph); images: {inception.IMAGE_FORMAT}; covariances with N - 1"),
+    "fid": ("Frechet distance of the standard FID Inception-v3's pool features (the 2015 TF graph, as "
+            f"published FIDs use it); images: {fid_inception.IMAGE_FORMAT}; covariances with N - 1"),
     "colour": ("per pair and class present in both images with >= evaluate.histogram_min_pixels pixels: the "
                "earth mover's distance of the 256-bin colour histograms, per channel (area between the "
                "cumulative histograms), in [0, 1] intensity units, mean of R, G, B; mean over (pair, class)"),
@@ -295,10 +295,10 @@ def fid_report(images: dict[str, np.ndarray], weights, reason: str) -> dict:
         return {"computed": False, "reason": reason}
     if images["target"].shape[0] < 2:
         return {"computed": False, "reason": "FID needs at least 2 pairs (a covariance)"}
-    network = inception.build_inception(weights)
-    stats = {k: metrics.gaussian_statistics(inception.pool_features(network, v)) for k, v in images.items()}
+    network = fid_inception.build(weights)
+    stats = {k: metrics.gaussian_statistics(fid_inception.pool_features(network, v)) for k, v in images.items()}
     report = {"computed": True, "pairs": int(images["target"].shape[0]), "weights": str(weights),
-              "image_format": inception.IMAGE_FORMAT}
+              "image_format": fid_inception.IMAGE_FORMAT}
     for name in ("output", "exemplar"):
         report[f"{name}_vs_target"] = metrics.frechet_distance(*stats[name], *stats["target"])
     return report
@@ -502,7 +502,7 @@ def main(argv: list[str] | None = None) -> None:
         out_dir = args.out or os.path.join(args.run, "evaluation")
         if os.path.isdir(out_dir) and os.path.samefile(out_dir, args.run):
             raise ConfigError(f"--out {out_dir} is the run directory; its config.yaml would be replaced")
-        weights, fid_reason = inception.find_weights(config.evaluate.inception_weights)
+        weights, fid_reason = fid_inception.find_weights(config.evaluate.inception_weights)
         model = load_model(config, checkpoint)
         data = evaluation_data(config)
         ev = evaluate(model, config, data)

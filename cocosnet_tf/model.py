@@ -132,7 +132,9 @@ class CoCosNet(Composite, keras.Model):
             self.g_optimizer = keras.optimizers.LossScaleOptimizer(self.g_optimizer, name="g_scaled")
             self.d_optimizer = keras.optimizers.LossScaleOptimizer(self.d_optimizer, name="d_scaled")
         if uses_vgg(self.config):
-            self._loss_networks.vgg = vgg_model or vgg.build_vgg(vgg.find_weights(self.config.losses.vgg_weights))
+            w = self.config.losses
+            self._loss_networks.vgg = vgg_model or vgg.build_vgg(vgg.find_weights(w.vgg_weights, w.vgg_network),
+                                                                 w.vgg_network)
         self.g_optimizer.build(self.generator_variables())
         self.d_optimizer.build(self.discriminator.trainable_variables)
         jit = t.jit_compile

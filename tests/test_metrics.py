@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cocosnet_tf import inception, metrics
+from cocosnet_tf import fid_inception, metrics
 from cocosnet_tf.config import ConfigError
 from cocosnet_tf.data.geometry import pixel_grid
 
@@ -166,26 +166,26 @@ def test_frechet_distance_of_known_gaussians_is_its_closed_form():
 
 
 def test_fid_features_come_from_a_weights_file(tmp_path):
-    # random weights saved to a file stand in for the ImageNet file: the loading path is the same
-    saved = inception.build_inception(None)
+    # random weights saved to a file stand in for the converted file: the loading path is the same
+    saved = fid_inception.build(None)
     saved.save_weights(tmp_path / "inception.weights.h5")
-    network = inception.build_inception(tmp_path / "inception.weights.h5")
+    network = fid_inception.build(tmp_path / "inception.weights.h5")
     assert all(np.array_equal(a, b) for a, b in zip(saved.get_weights(), network.get_weights()))
     images = ((smooth_images(12, count=3) + 1) * 127.5).astype(np.uint8)
-    features = inception.pool_features(network, images, batch_size=2)
+    features = fid_inception.pool_features(network, images, batch_size=2)
     assert features.shape == (3, 2048) and features.dtype == np.float64 and features.std(axis=0).max() > 0
 
 
 def test_inception_weights_are_found_or_reported_missing(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    weights, reason = inception.find_weights("")
-    assert weights is None and inception.WEIGHTS_FILE in reason and "evaluate.inception_weights" in reason
-    cached = tmp_path / "keras" / "models" / inception.WEIGHTS_FILE
+    monkeypatch.setenv("COCOSNET_TF_WEIGHTS", str(tmp_path / "cache"))
+    weights, reason = fid_inception.find_weights("")
+    assert weights is None and "cocosnet_tf.weights fetch inception" in reason
+    cached = tmp_path / "cache" / "inception.weights.h5"
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"")
-    assert inception.find_weights("") == (cached, "")
+    assert fid_inception.find_weights("") == (cached, "")
     with pytest.raises(ConfigError, match="evaluate.inception_weights: .*nope.h5 does not exist"):
-        inception.find_weights(str(tmp_path / "nope.h5"))
+        fid_inception.find_weights(str(tmp_path / "nope.h5"))
 
 
 # ----------------------------------------------------------------------------- colour faithfulness

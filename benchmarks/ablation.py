@@ -1,19 +1,23 @@
-"""What the flow supervision does: the same training with and without it, side by side.
+"""Training ablations: the same training with and without something, side by side.
 
-    python benchmarks/flow_ablation.py                                  # configs/demo.yaml
-    python benchmarks/flow_ablation.py --config configs/edges_demo.yaml --set data.root=data/photos
+    python benchmarks/ablation.py                                  # the flow supervision, configs/demo.yaml
+    python benchmarks/ablation.py --config configs/edges_demo.yaml --set data.root=data/photos
+    python benchmarks/ablation.py --out docs/results/vgg_ablation.json --runs runs/vgg_ablation \
+        --variant "without VGG losses:" \
+        --variant "with VGG16 losses:losses.vgg_network=vgg16 losses.vgg=10 losses.perceptual=0.001 losses.contextual=10"
 
-Trains the config twice with `python -m cocosnet_tf.train`, each in its own process, one
-after the other, for the config's train.steps: (a) the official losses only
-(losses.flow 0) and (b) the official losses plus the flow supervision (losses.flow as
-the config has it, or --flow). Both runs take the same steps on the same data in the
-same order, so their budgets differ only by the flow loss's own cost; each one's wall
-clock is in the table. From each run's heldout.json (train.py's held-out report) the
-table gives, per correspondence level, the EPE and PCK@1/3 of the model, of the zero
-flow, of the coarsest level upsampled and of the model with its ConvGRU flow heads
-zeroed; then the finest warp's PSNR against the unwarped exemplar, and the output's
-PSNR, SSIM and colour distance to the exemplar (against the target's). Markdown on
-stdout, everything as JSON in --out.
+Trains the config once per --variant ("NAME:KEY=VALUE KEY=VALUE ...", overrides on top of
+--set) with `python -m cocosnet_tf.train`, each in its own process, one after the other,
+for the config's train.steps. The default variants are (a) the official losses only
+(losses.flow=0) and (b) the config's losses with the flow supervision (losses.flow as the
+config has it). All runs take the same steps on the same data in the same order, so
+their budgets differ only by what the variant changes; each one's wall clock is in the
+table. From each run's heldout.json (train.py's held-out report) the table gives, per
+correspondence level, the EPE and PCK@1/3 of the model, of the zero flow, of the
+coarsest level upsampled and of the model with its ConvGRU flow heads zeroed; then the
+finest warp's PSNR against the unwarped exemplar, and the output's PSNR, SSIM and colour
+distance to the exemplar (against the target's). Markdown on stdout, everything as JSON
+in --out.
 """
 
 from __future__ import annotations
@@ -79,35 +83,42 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    name, _, overrides = text.partition(":")
+    if not name.strip():
+        raise argparse.ArgumentTypeError(f"--variant {text!r}: expected NAME:KEY=VALUE ...")
+    return name.strip(), overrides.split()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
     parser.add_argument("--set", nargs="*", default=[], dest="overrides", metavar="KEY=VALUE")
-    parser.add_argument("--flow", type=float, default=None, help="losses.flow of run (b) (default: the config's)")
-    parser.add_argument("--runs", default=str(ROOT / "runs" / "flow_ablation"), help="folder of the two runs")
+    parser.add_argument("--variant", type=parse_variant, action="append", dest="variants", metavar="NAME:OVERRIDES",
+                        help="a run: its name and overrides (repeatable; default: without and with losses.flow)")
+    parser.add_argument("--runs", default=str(ROOT / "runs" / "flow_ablation"), help="folder of the runs")
     parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "flow_ablation.json"))
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from cocosnet_tf.config import ConfigError, load_config
 
+    variants = args.variants or [("(a) official losses", ["losses.flow=0"]), ("(b) official + flow", [])]
     try:
-        config = load_config(args.config, args.overrides)
+        for _, overrides in variants:
+            load_config(args.config, args.overrides + overrides)
     except ConfigError as err:
         parser.error(str(err))
-    flow = config.losses.flow if args.flow is None else args.flow
-    if not flow > 0:
-        parser.error("run (b) needs a positive losses.flow: pass --flow")
     results = []
-    for name, weight in (("(a) official losses", 0.0), ("(b) official + flow", flow)):
-        run_dir = Path(args.runs) / ("official" if weight == 0 else "flow")
+    for index, (name, overrides) in enumerate(variants):
+        run_dir = Path(args.runs) / f"run{index}"
         if run_dir.exists():
             parser.error(f"{run_dir} exists: remove it or pass another --runs")
-        seconds = train(args.config, args.overrides + [f"losses.flow={weight}"], run_dir)
+        seconds = train(args.config, args.overrides + overrides, run_dir)
         heldout = json.loads((run_dir / "heldout.json").read_text())
-        results.append({"run": name, "losses.flow": weight, "seconds": seconds, "heldout": heldout})
+        results.append({"run": name, "set": overrides, "seconds": seconds, "heldout": heldout})
         print(f"{name}: {seconds:.0f} s, finest EPE / zero flow {heldout['epe_ratio']:.2f}", flush=True)
     table = markdown(results)
-    write_report(args.out, [{"config": args.config, "set": args.overrides, **r} for r in results], table)
+    write_report(args.out, [{"config": args.config, "base_set": args.overrides, **r} for r in results], table)
     return 0
 
 
