@@ -187,6 +187,10 @@ class LossConfig:
     # level's attention, L1 of every PatchMatch iteration's expected position
     flow: float = 0.0
     flow_gamma: float = 0.8  # RAFT's decay over iterations: iteration t weighs gamma^(T - t)
+    # beyond the official code (0 there): L1 between the output and the target on pairs
+    # whose exemplar shows the target's content (self-reference pairs), so that the output
+    # keeps the exemplar's colours without a pretrained network
+    reconstruction: float = 0.0
     # vgg19: the official network, from Keras' cache; vgg16: torchvision's, fetched offline by
     # `python -m cocosnet_tf.weights fetch vgg16` (the same five relu taps, a deviation)
     vgg_network: Literal["vgg19", "vgg16"] = "vgg19"

@@ -27,6 +27,7 @@ from cocosnet_tf.layers.blocks import init_gain
 from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.spectral import power_iterations
 from cocosnet_tf.losses import adversarial, contextual, correspondence, vgg
+from cocosnet_tf.losses.adversarial import per_sample_mean
 
 TRAIN_KEYS = ("label", "image", "exemplar", "exemplar_label", "self_ref", "flow", "flow_mask")
 SELF_REF_EPSILON = 1e-5
@@ -144,6 +145,12 @@ class CoCosNet(Composite, keras.Model):
     def _average(self, per_sample: tf.Tensor) -> tf.Tensor:
         return tf.nn.compute_average_loss(per_sample, global_batch_size=self.global_batch)
 
+    @staticmethod
+    def _self_ref_mean(batch, per_sample, self_ref_total):
+        """Mean of a per-sample loss share over the global batch's self-reference pairs only
+        (those whose exemplar shows the target's content, so the target is the right answer)."""
+        return tf.reduce_sum(batch["self_ref"] * per_sample) / (self_ref_total + SELF_REF_EPSILON)
+
     def _discriminate(self, label, fake, real):
         """Fake and real through the discriminator in one batch -> (fake outputs, real outputs)."""
         both = tf.concat([tf.concat([label, fake], -1), tf.concat([label, real], -1)], 0)
@@ -164,6 +171,9 @@ class CoCosNet(Composite, keras.Model):
         losses["gan"] = w.gan * self._average(adversarial.hinge_generator([s[-1] for s in fake_d]))
         if w.gan_feat > 0:
             losses["gan_feat"] = w.gan_feat * self._average(adversarial.feature_matching(fake_d, real_d))
+        if w.reconstruction > 0:
+            losses["reconstruction"] = w.reconstruction * self._self_ref_mean(
+                batch, per_sample_mean(tf.abs(fake - image)), self_ref_total)
         vgg_model = self._loss_networks.vgg
         if vgg_model is not None:
             fake_f = vgg.features(vgg_model, fake)
@@ -183,9 +193,8 @@ class CoCosNet(Composite, keras.Model):
         weighted shares."""
         w, losses = self.config.losses, {}
         if w.warp_self > 0:
-            # the self_ref-weighted mean over the global batch
-            per_sample = batch["self_ref"] * correspondence.warp_self(out["warps"], batch["image"])
-            losses["warp_self"] = w.warp_self * tf.reduce_sum(per_sample) / (self_ref_total + SELF_REF_EPSILON)
+            losses["warp_self"] = w.warp_self * self._self_ref_mean(
+                batch, correspondence.warp_self(out["warps"], batch["image"]), self_ref_total)
         if w.warp_cycle > 0:
             losses["warp_cycle"] = w.warp_cycle * self._average(
                 correspondence.warp_cycle(out["cycle_warp"], batch["exemplar"]))

@@ -101,7 +101,7 @@ def test_checkpoint_holds_every_variable(tmp_path):
 
 def test_every_loss_is_reported_and_finite_with_vgg_losses():
     model, batch = tiny_model("losses.vgg=10", "losses.perceptual=0.001", "losses.contextual=10",
-                              vgg_model=vgg.build_vgg(None))
+                              "losses.reconstruction=10", vgg_model=vgg.build_vgg(None))
     vectors = [v for v in model.variables if v.path.endswith(("/u", "/v"))]
     before = snapshot(vectors)
     out = tf.function(model.train_step)(batch)
@@ -110,7 +110,7 @@ def test_every_loss_is_reported_and_finite_with_vgg_losses():
     assert all(any(side in v.path for v in vectors) for side in sides)
     assert all(changed(vectors, before))
     expected = {"G_gan", "G_gan_feat", "G_vgg", "G_perceptual", "G_contextual", "G_warp_self", "G_warp_cycle",
-                "G_alignment", "G_flow", "G_total", "D_real", "D_fake"}
+                "G_alignment", "G_flow", "G_reconstruction", "G_total", "D_real", "D_fake"}
     assert set(out) == expected
     values = {k: float(v) for k, v in out.items()}
     assert all(np.isfinite(v) for v in values.values()), values
@@ -118,19 +118,24 @@ def test_every_loss_is_reported_and_finite_with_vgg_losses():
     assert values["G_total"] == pytest.approx(parts, rel=1e-5)
 
 
-def test_warp_self_counts_only_self_reference_pairs():
-    model, batch = tiny_model()
+@pytest.mark.parametrize("loss", ["warp_self", "reconstruction"])
+def test_target_losses_count_only_self_reference_pairs(loss):
+    model, batch = tiny_model("losses.reconstruction=100")
     train = {k: tf.cast(batch[k], tf.float32) for k in ("label", "image", "exemplar", "exemplar_label", "self_ref", "flow",
                                                     "flow_mask")}
     train["self_ref"] = tf.constant([1.0, 0.0])
-    first, _ = model.generator_losses(train, tf.constant(1.0), training=False)
-    # changing the image of the pair that is not a self-reference leaves warp_self alone
+    first, fake = model.generator_losses(train, tf.constant(1.0), training=False)
+    assert float(first[loss]) > 0
+    if loss == "reconstruction":  # the L1 of the self-reference pair alone, weighted
+        expected = 100 * np.mean(np.abs(fake.numpy()[0] - train["image"].numpy()[0]))
+        assert float(first[loss]) == pytest.approx(expected, rel=1e-4)
+    # changing the image of the pair that is not a self-reference leaves the loss alone
     other = dict(train, image=tf.concat([train["image"][:1], -train["image"][1:]], 0))
     second, _ = model.generator_losses(other, tf.constant(1.0), training=False)
-    assert float(first["warp_self"]) == pytest.approx(float(second["warp_self"]), rel=1e-6)
+    assert float(first[loss]) == pytest.approx(float(second[loss]), rel=1e-6)
     none = dict(train, self_ref=tf.zeros([2]))
     third, _ = model.generator_losses(none, tf.constant(0.0), training=False)
-    assert float(third["warp_self"]) == 0.0
+    assert float(third[loss]) == 0.0
 
 
 def test_inference_outputs():
