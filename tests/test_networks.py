@@ -88,6 +88,18 @@ def test_model_spade_hidden_sets_every_spade_of_the_generator_and_both_alignment
     assert model.correspondence.get_config()["spade_hidden"] == 6
 
 
+def test_l2_normalisation_passes_no_gradient_through_a_zero_vector():
+    # a constant input (an empty edge map) gives all-zero features after instance norm
+    x = tf.constant(np.stack([np.zeros(6), np.arange(1.0, 7.0)])[None], tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = l2_normalize_channels(x, centre=True)
+        loss = tf.reduce_sum(y * tf.constant(np.random.default_rng(0).normal(size=(1, 2, 6))))
+    grad = tape.gradient(loss, x).numpy()
+    assert np.all(np.isfinite(grad)) and np.all(grad[0, 0] == 0)
+    assert np.abs(grad[0, 1]).max() > 0.01  # the other position still learns
+
+
 @pytest.mark.parametrize("centre", [False, True])
 def test_l2_normalisation_and_its_output_based_gradient_equal_the_plain_formula(centre):
     rng = np.random.default_rng(2)

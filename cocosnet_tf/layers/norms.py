@@ -41,9 +41,13 @@ def divide_by_norm(x: tf.Tensor, epsilon: float) -> tf.Tensor:
         y = x / (norm + epsilon)
 
         def gradient(g):
-            # d/dx of x / (|x| + eps) is g / (|x| + eps) - y <y, g> / |x|
+            # d/dx of x / (|x| + eps) is g / (|x| + eps) - y <y, g> / |x|. A zero vector
+            # (a constant input, such as an empty edge map, after instance normalisation)
+            # has no direction; its 1 / eps gain would reach 1e36 a few layers back and
+            # overflow, so it passes no gradient
             dot = tf.reduce_sum(y * g, axis=-1, keepdims=True)
-            return g / (norm + epsilon) - y * tf.math.divide_no_nan(dot, norm)
+            along = tf.where(norm > 0, g / (norm + epsilon), tf.zeros_like(g))
+            return along - y * tf.math.divide_no_nan(dot, norm)
 
         return y, gradient
 
