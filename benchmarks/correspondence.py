@@ -12,7 +12,7 @@ the machine down. Cases:
   no gradient), the official four levels with the model section of the config;
 - train: forward + backward, an L1 loss on every level's warp, gradients of every
   trainable variable (`training=True`: random propagation order; only the gradient-free
-  candidate evaluation is chunked), with gradient checkpointing (`model.recompute`)
+  candidate evaluation is chunked), with gradient checkpointing (`runtime.recompute`)
   off and on (--recompute);
 - dense: the baseline, dense softmax attention at every level (what PatchMatch
   replaces), forward only, where its N x N matrices fit.
@@ -57,8 +57,9 @@ def case_step(case: dict):
     import numpy as np
     import tensorflow as tf
 
-    from cocosnet_tf.config import ModelConfig
+    from cocosnet_tf.config import ModelConfig, RuntimeConfig
     from cocosnet_tf.correspondence.network import CorrespondenceNet
+    from cocosnet_tf.runtime import runtime_settings
 
     tf.keras.utils.set_random_seed(0)
     size, batch, nc = case["size"], case["batch"], case["semantic_nc"]
@@ -66,7 +67,8 @@ def case_step(case: dict):
     label = tf.constant(np.eye(nc, dtype=np.float32)[rng.integers(0, nc, (batch, size, size))])
     exemplar_label = tf.constant(np.eye(nc, dtype=np.float32)[rng.integers(0, nc, (batch, size, size))])
     exemplar = tf.constant(rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32))
-    net = CorrespondenceNet.from_config_object(ModelConfig(recompute=case["recompute"]), nc)
+    with runtime_settings(RuntimeConfig(recompute=case["recompute"])):
+        net = CorrespondenceNet.from_config_object(ModelConfig(), nc)
     net(label[:, :16, :16], exemplar[:, :16, :16], exemplar_label[:, :16, :16])  # build the variables
 
     if case["mode"] == "forward":

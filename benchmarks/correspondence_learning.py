@@ -324,7 +324,7 @@ def ceiling(model, data_config, sigmas: list[float], radius: int, smooth: float,
 
     from cocosnet_tf import metrics
     from cocosnet_tf.correspondence.network import level_factor
-    from cocosnet_tf.correspondence.patchmatch import pixel_grid
+    from cocosnet_tf.correspondence.patchmatch import row_column_grid
     from cocosnet_tf.data.pipeline import build_dataset
 
     net, levels = model.correspondence, model.config.model.corr_levels
@@ -342,7 +342,7 @@ def ceiling(model, data_config, sigmas: list[float], radius: int, smooth: float,
             continue
         theta, phi = ([label_descriptors(batch[key], level_factor(level), sigmas, net.nef) for level in range(levels)]
                       for key in ("label", "exemplar_label"))
-        identity = tf.broadcast_to(pixel_grid(*theta[0].shape[1:3]), theta[0].shape[:3] + [2])
+        identity = tf.broadcast_to(row_column_grid(*theta[0].shape[1:3]), theta[0].shape[:3] + [2])
         searched = window_search(theta[-1], phi[-1], radius)
         found = {"zero flow": (metrics.identity_positions(*mask.shape), None, None),
                  names[0]: (searched, None, None), names[1]: (smoothed(searched, smooth), None, None)}

@@ -152,7 +152,8 @@ def float64_networks(config, checkpoint_dir: str):
 
     keras.mixed_precision.set_dtype_policy("float64")
     nets = types.SimpleNamespace(correspondence=CorrespondenceNet.from_config_object(config.model, LABEL_NC),
-                                 generator=Generator(LABEL_NC, config.model.corr_levels, config.model.ngf))
+                                 generator=Generator(LABEL_NC, corr_levels=config.model.corr_levels,
+                                                     ngf=config.model.ngf))
     label, image = tf.zeros([1, 64, 64, LABEL_NC], tf.float64), tf.zeros([1, 64, 64, 3], tf.float64)
     nets.generator(label, nets.correspondence(label, image, label)["warps"])
     states = {name: state for name, (_, state) in pth.read_networks(checkpoint_dir, "latest", ("Corr", "G")).items()}

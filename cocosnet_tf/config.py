@@ -8,6 +8,7 @@ the key and what is allowed) and `Config.validate` checks the values against eac
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import types
@@ -32,6 +33,19 @@ SYNTHETIC_CLASSES = 8
 POSE_CHANNELS = 20
 # SWD compares 7 x 7 patches of each Laplacian-pyramid level (Karras et al. 2018).
 SWD_PATCH_SIZE = 7
+# Keys of an older layout, read for one more release with a warning: old key -> new key.
+RENAMED_KEYS = {
+    "model.inference_chunk": "runtime.chunk",
+    "model.recompute": "runtime.recompute",
+    "model.recompute_band": "runtime.recompute_band",
+    "train.release_memory": "runtime.release_memory",
+    "train.deterministic": "runtime.deterministic",
+}
+# Keys that had one allowed value and are dropped: key -> that value (model.topk: PatchMatch
+# keeps the 16 candidates of its 4x4 initialisation window, as the official code).
+DROPPED_KEYS = {"model.topk": 16}
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -149,7 +163,6 @@ class ModelConfig:
     # match stays near the identity instead of averaging the whole map
     locality: float = 0.0
     patchmatch_iterations: int = 5
-    topk: int = 16
     sampling: Literal["bilinear", "nearest"] = "bilinear"
     gru_hidden: int = 32
     num_discriminators: int = 2
@@ -159,17 +172,6 @@ class ModelConfig:
     # correspondence's features collapse to uniform attention (docs/correspondence.md)
     init_gain: float = 0.02
     discriminator_layers: int = 4
-    # positions per chunk for PatchMatch's gradient-free candidate evaluation (always) and
-    # its final step in inference, and chunk / 16 query rows for the dense coarsest level
-    # in inference: memory grows with chunk * K, not N * 3K, nor N^2; 0: no chunks
-    inference_chunk: int = 16384
-    # gradient checkpointing in training: the full-resolution blocks keep their inputs,
-    # not their activations, and run again for the backward pass (docs/memory.md)
-    recompute: bool = False
-    # with recompute, the local full-resolution blocks (PatchMatch iterations, the
-    # U-Nets' SPADE decoder blocks) are checkpointed in bands of rows of about this many
-    # positions, so that a backward pass holds one band's activations; 0: whole maps
-    recompute_band: int = 65536
 
 
 @dataclass
@@ -211,19 +213,39 @@ class TrainConfig:
     mixed_precision: Literal["float32", "mixed_float16", "mixed_bfloat16", "float64"] = "float32"
     jit_compile: bool = False
     seed: int = 0  # initial weights, the same on every worker and rerun (the data has data.seed)
-    # deterministic kernels (tf.config.experimental.enable_op_determinism): two runs of one
-    # config end with the same weights, at some cost in speed
-    deterministic: bool = False
     logical_cpus: int = 0  # >1 splits the CPU into logical devices (multi-replica tests)
-    # seconds between returns of freed heap memory to the system (glibc, cocosnet_tf.memory):
-    # a lower peak RSS on a CPU for slower steps; 0: off
-    release_memory: float = 0.0
     checkpoint_every: int = 500
     # the newest checkpoints kept; older ones are deleted (each holds the weights and both
     # optimisers' state, about three times the weights' size)
     keep_checkpoints: int = 3
     log_every: int = 50
     sample_every: int = 500
+
+
+@dataclass
+class RuntimeConfig:
+    """How the networks run, not what they compute: memory against speed, and determinism.
+    None of these shapes a weight, so a run can change them on --resume, translate or export."""
+
+    # positions per chunk of PatchMatch's gradient-free candidate evaluation (in training
+    # and inference) and of its final step in inference, and chunk / 16 query rows of the
+    # dense coarsest level in inference: memory grows with chunk * K, not N * 3K, nor N^2;
+    # 0: no chunks
+    chunk: int = 16384
+    # gradient checkpointing in training: the full-resolution blocks keep their inputs,
+    # not their activations, and run again for the backward pass (docs/memory.md)
+    recompute: bool = False
+    # with recompute, the local full-resolution blocks (PatchMatch iterations, the
+    # U-Nets' SPADE decoder blocks) are recomputed in bands of rows of about this many
+    # positions, so that a backward pass holds one band's activations; 0: whole maps
+    recompute_band: int = 65536
+    # seconds between returns of freed heap memory to the system in training (glibc,
+    # cocosnet_tf.memory): a lower peak RSS on a CPU for slower steps; 0: off
+    release_memory: float = 0.0
+    # deterministic kernels in training (tf.config.experimental.enable_op_determinism, and
+    # no Grappler rewrites): two runs of one config end with the same weights, at some
+    # cost in speed (docs/reproducibility.md)
+    deterministic: bool = False
 
 
 @dataclass
@@ -260,6 +282,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     losses: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
@@ -295,23 +318,66 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
                 raise ConfigError(f"config file {path!r} is not valid YAML: {err}") from err
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {path!r} must hold a mapping of sections, got {type(raw).__name__}")
+        _upgrade_keys(raw, path)
     for item in overrides or []:
         _apply_override(raw, item)
     config = _build(Config, raw, "")
     return config.validate()
 
 
+def _current_key(key: str, value: Any, source: str) -> str | None:
+    """The name `key` has in this layout, with a warning when it is an old one; None for
+    a dropped key (ignored)."""
+    if key in RENAMED_KEYS:
+        log.warning("%s: %s is deprecated, use %s", source, key, RENAMED_KEYS[key])
+        return RENAMED_KEYS[key]
+    if key in DROPPED_KEYS:
+        only = DROPPED_KEYS[key]
+        if value != only:
+            raise ConfigError(f"{source}: {key}: {value!r} is not allowed; the key is deprecated and can only be "
+                              f"{only}: remove it")
+        log.warning("%s: %s is deprecated and ignored (it can only be %s), remove it", source, key, only)
+        return None
+    return key
+
+
+def _upgrade_keys(raw: dict, source: str) -> None:
+    """Move a file's old keys to their places in this layout; an old key beside its new
+    one is an error."""
+    for old in [*RENAMED_KEYS, *DROPPED_KEYS]:
+        section_name, name = old.split(".")
+        section = raw.get(section_name)
+        if not isinstance(section, dict) or name not in section:
+            continue  # absent, or a malformed section that _build names
+        value = section.pop(name)
+        key = _current_key(old, value, source)
+        if key is None:
+            continue
+        new_section, new_name = key.split(".")
+        target = raw.setdefault(new_section, {})
+        if not isinstance(target, dict):
+            continue  # a malformed section, which _build names
+        if new_name in target:
+            raise ConfigError(f"{source}: {old} and {key} are one setting; keep only {key}")
+        target[new_name] = value
+
+
 def _apply_override(raw: dict, item: str) -> None:
     if "=" not in item:
         raise ConfigError(f"--set {item!r}: expected section.key=value")
     key, text = item.split("=", 1)
-    parts = key.strip().split(".")
+    key = key.strip()
+    parts = key.split(".")
     if len(parts) < 2 or not all(parts):
         raise ConfigError(f"--set {item!r}: the key must be section.key (for example data.crop_size)")
     try:
         value = yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError as err:
         raise ConfigError(f"--set {key}: cannot parse value {text!r}: {err}") from err
+    current = _current_key(key, value, "--set")
+    if current is None:
+        return
+    parts = current.split(".")
     node = raw
     for part in parts[:-1]:
         node = node.setdefault(part, {})
@@ -470,8 +536,6 @@ def _check_values(c: Config) -> None:
     m = c.model
     _require(2 <= m.corr_levels <= 4, "model.corr_levels",
              f"{m.corr_levels}: the domain-alignment U-Net has features at S/8, S/4, S/2 and S; allowed 2..4")
-    _require(m.topk == 16, "model.topk", f"{m.topk}: PatchMatch keeps the 16 candidates of its 4x4 "
-             "initialisation window (as the official code); allowed: 16")
     for key in ("nef", "ngf", "ndf", "spade_hidden", "gru_hidden", "num_discriminators", "discriminator_layers"):
         value = getattr(m, key)
         _require(value >= 1, f"model.{key}", f"must be >= 1, got {value}")
@@ -480,8 +544,6 @@ def _check_values(c: Config) -> None:
     _require(m.temperature > 0, "model.temperature", f"must be > 0, got {m.temperature}")
     _require(m.locality >= 0, "model.locality", f"must be >= 0, got {m.locality}")
     _require(m.init_gain > 0, "model.init_gain", f"must be > 0, got {m.init_gain}")
-    _require(m.inference_chunk >= 0, "model.inference_chunk", f"must be >= 0, got {m.inference_chunk}")
-    _require(m.recompute_band >= 0, "model.recompute_band", f"must be >= 0, got {m.recompute_band}")
 
     for f in dataclasses.fields(LossConfig):
         value = getattr(c.losses, f.name)
@@ -499,7 +561,11 @@ def _check_values(c: Config) -> None:
         value = getattr(t, key)
         _require(0 <= value < 1, f"train.{key}", f"must be in [0, 1), got {value}")
     _require(t.logical_cpus >= 0, "train.logical_cpus", f"must be >= 0, got {t.logical_cpus}")
-    _require(t.release_memory >= 0, "train.release_memory", f"must be >= 0 seconds, got {t.release_memory}")
+
+    r = c.runtime
+    _require(r.chunk >= 0, "runtime.chunk", f"must be >= 0, got {r.chunk}")
+    _require(r.recompute_band >= 0, "runtime.recompute_band", f"must be >= 0, got {r.recompute_band}")
+    _require(r.release_memory >= 0, "runtime.release_memory", f"must be >= 0 seconds, got {r.release_memory}")
 
     x = c.export
     _require(x.version >= 1, "export.version", f"must be >= 1, got {x.version}")

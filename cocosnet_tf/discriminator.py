@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from cocosnet_tf.layers.blocks import LEAK, checkpointed, conv, spectral
+from cocosnet_tf.layers.blocks import LEAK, attached, conv, spectral
 from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.norms import instance_norm
 
@@ -35,19 +35,19 @@ def downsample(x: tf.Tensor) -> tf.Tensor:
 
 @keras.saving.register_keras_serializable("cocosnet")
 class PatchDiscriminator(Composite, keras.layers.Layer):
-    def __init__(self, ndf: int = 64, layers: int = 4, **kwargs):
+    def __init__(self, ndf: int = 64, discriminator_layers: int = 4, **kwargs):
         super().__init__(**kwargs)
-        self.ndf, self.n_layers = ndf, layers
+        self.ndf, self.discriminator_layers = ndf, discriminator_layers
         self.convs, self.norms = [conv(ndf, KERNEL, stride=2, name="model0")], [None]
         nf = ndf
-        for n in range(1, layers):
+        for n in range(1, discriminator_layers):
             nf = min(nf * 2, MAX_FILTERS)
-            stride = 1 if n == layers - 1 else 2
+            stride = 1 if n == discriminator_layers - 1 else 2
             self.convs.append(spectral(conv(nf, KERNEL, stride=stride, use_bias=False), name=f"model{n}"))
             self.norms.append(instance_norm(f"model{n}_norm"))
-        self.convs.append(conv(1, KERNEL, name=f"model{layers}"))
+        self.convs.append(conv(1, KERNEL, name=f"model{discriminator_layers}"))
         self.norms.append(None)
-        checkpointed(self, "conv", self.convs)
+        attached(self, "conv", self.convs)
 
     def call(self, x):
         features = []
@@ -61,18 +61,18 @@ class PatchDiscriminator(Composite, keras.layers.Layer):
         return features
 
     def get_config(self):
-        return {**super().get_config(), "ndf": self.ndf, "layers": self.n_layers}
+        return {**super().get_config(), "ndf": self.ndf, "discriminator_layers": self.discriminator_layers}
 
 
 @keras.saving.register_keras_serializable("cocosnet")
 class MultiscaleDiscriminator(Composite, keras.layers.Layer):
     """call(concat(semantic map, image)) -> per scale, the list of intermediate outputs."""
 
-    def __init__(self, ndf: int = 64, layers: int = 4, scales: int = 2, **kwargs):
+    def __init__(self, ndf: int = 64, discriminator_layers: int = 4, num_discriminators: int = 2, **kwargs):
         super().__init__(**kwargs)
-        self.ndf, self.n_layers, self.scales = ndf, layers, scales
-        self.discriminators = checkpointed(
-            self, "scale", [PatchDiscriminator(ndf, layers, name=f"discriminator_{i}") for i in range(scales)])
+        self.ndf, self.discriminator_layers, self.num_discriminators = ndf, discriminator_layers, num_discriminators
+        self.discriminators = attached(self, "scale", [
+            PatchDiscriminator(ndf, discriminator_layers, name=f"discriminator_{i}") for i in range(num_discriminators)])
 
     def call(self, x):
         outputs = []
@@ -83,4 +83,5 @@ class MultiscaleDiscriminator(Composite, keras.layers.Layer):
         return outputs
 
     def get_config(self):
-        return {**super().get_config(), "ndf": self.ndf, "layers": self.n_layers, "scales": self.scales}
+        return {**super().get_config(), "ndf": self.ndf, "discriminator_layers": self.discriminator_layers,
+                "num_discriminators": self.num_discriminators}

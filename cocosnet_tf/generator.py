@@ -16,15 +16,18 @@ from cocosnet_tf.config import SIZE_MULTIPLE as DOWNSAMPLING  # five 2x upsampli
 from cocosnet_tf.layers.blocks import LEAK, SPADE_HIDDEN, SPADEResnetBlock, conv, resize_nearest, upsample2
 from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.remat import rematerialized
+from cocosnet_tf.runtime import current_runtime
 
 
 @keras.saving.register_keras_serializable("cocosnet")
 class Generator(Composite, keras.layers.Layer):
-    def __init__(self, semantic_nc: int, levels: int = 4, ngf: int = 64, recompute: bool = False,
-                 spade_hidden: int = SPADE_HIDDEN, **kwargs):
+    """Its recomputation is the runtime setting it was made with (cocosnet_tf.runtime)."""
+
+    def __init__(self, semantic_nc: int, corr_levels: int = 4, ngf: int = 64, spade_hidden: int = SPADE_HIDDEN,
+                 **kwargs):
         super().__init__(**kwargs)
-        self.semantic_nc, self.levels, self.ngf, self.recompute = semantic_nc, levels, ngf, recompute
-        self.spade_hidden = spade_hidden
+        self.semantic_nc, self.corr_levels, self.ngf, self.spade_hidden = semantic_nc, corr_levels, ngf, spade_hidden
+        self.runtime = current_runtime()
         nf = ngf
         self.fc = conv(8 * nf, 3, padding="same", name="fc")
         self.head_0 = SPADEResnetBlock(8 * nf, 8 * nf, spade_hidden, name="head_0")
@@ -37,8 +40,8 @@ class Generator(Composite, keras.layers.Layer):
         self.conv_img = conv(3, 3, padding="same", name="conv_img")
 
     def conditioning(self, label: tf.Tensor, warps: list[tf.Tensor]) -> tf.Tensor:
-        if len(warps) != self.levels:
-            raise ValueError(f"the generator expects {self.levels} warps (one per level), got {len(warps)}")
+        if len(warps) != self.corr_levels:
+            raise ValueError(f"the generator expects {self.corr_levels} warps (one per level), got {len(warps)}")
         size = tf.shape(label)[1:3]
         return tf.concat([resize_nearest(w, size) for w in warps] + [label], axis=-1)
 
@@ -48,7 +51,7 @@ class Generator(Composite, keras.layers.Layer):
         if (h is not None and h % DOWNSAMPLING) or (w is not None and w % DOWNSAMPLING):
             raise ValueError(f"image size {h}x{w}: the generator needs multiples of {DOWNSAMPLING}")
         seg = self.conditioning(label, warps)
-        remat = lambda block: rematerialized(block, training and self.recompute)  # noqa: E731
+        remat = lambda block: rematerialized(block, training and self.runtime.recompute)  # noqa: E731
         x = self.fc(resize_nearest(seg, tf.shape(label)[1:3] // DOWNSAMPLING))
         x = upsample2(remat(self.head_0)(x, seg))
         x = remat(self.middle_1)(remat(self.middle_0)(x, seg), seg)
@@ -59,5 +62,5 @@ class Generator(Composite, keras.layers.Layer):
         return tf.tanh(self.conv_img(tf.nn.leaky_relu(x, LEAK)))
 
     def get_config(self):
-        return {**super().get_config(), "semantic_nc": self.semantic_nc, "levels": self.levels, "ngf": self.ngf,
-                "recompute": self.recompute, "spade_hidden": self.spade_hidden}
+        return {**super().get_config(), "semantic_nc": self.semantic_nc, "corr_levels": self.corr_levels,
+                "ngf": self.ngf, "spade_hidden": self.spade_hidden}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cocosnet_tf.data.geometry import inside, pixel_grid
+from cocosnet_tf.data.geometry import inside, xy_grid
 from cocosnet_tf.visualize import to_uint8
 
 
@@ -59,7 +59,7 @@ def endpoint_errors(predicted: np.ndarray, flow: np.ndarray, mask: np.ndarray) -
 
 def identity_positions(batch: int, height: int, width: int) -> np.ndarray:
     """The zero flow: every pixel matched to itself."""
-    return np.broadcast_to(pixel_grid(height, width), (batch, height, width, 2))
+    return np.broadcast_to(xy_grid(height, width), (batch, height, width, 2))
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -81,9 +81,9 @@ def upsampled_positions(coarse: np.ndarray, ratio: int) -> np.ndarray:
     the coarse displacement, scaled by `ratio` and repeated over each block (nearest
     upsampling of the flow as displacements), added to each fine pixel's own position."""
     b, h, w = coarse.shape[:3]
-    displacement = (coarse - pixel_grid(h, w)) * ratio
+    displacement = (coarse - xy_grid(h, w)) * ratio
     fine = np.repeat(np.repeat(displacement, ratio, axis=1), ratio, axis=2)
-    return fine + pixel_grid(h * ratio, w * ratio)
+    return fine + xy_grid(h * ratio, w * ratio)
 
 
 class EndpointStats:

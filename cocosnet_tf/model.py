@@ -28,6 +28,7 @@ from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.spectral import power_iterations
 from cocosnet_tf.losses import adversarial, contextual, correspondence, vgg
 from cocosnet_tf.losses.adversarial import per_sample_mean
+from cocosnet_tf.runtime import runtime_settings
 
 TRAIN_KEYS = ("label", "image", "exemplar", "exemplar_label", "self_ref", "flow", "flow_mask")
 SELF_REF_EPSILON = 1e-5
@@ -91,14 +92,14 @@ class CoCosNet(Composite, keras.Model):
         # the correspondence stays float32 under a mixed policy: positions up to ~1000
         # pixels have no sub-pixel resolution in float16. Its sub-layers take the global
         # policy when they are made, so it is set while they are.
-        with init_gain(m.init_gain):
+        with init_gain(m.init_gain), runtime_settings(config.runtime):
             with global_policy(self.full_precision.name):
                 self.correspondence = CorrespondenceNet.from_config_object(
                     m, semantic_nc, dtype=self.full_precision.name, name="correspondence")
-            self.generator = Generator(semantic_nc, m.corr_levels, m.ngf, m.recompute, m.spade_hidden,
+            self.generator = Generator(semantic_nc, corr_levels=m.corr_levels, ngf=m.ngf, spade_hidden=m.spade_hidden,
                                        name="generator")
-            self.discriminator = MultiscaleDiscriminator(m.ndf, m.discriminator_layers, m.num_discriminators,
-                                                         name="discriminator")
+            self.discriminator = MultiscaleDiscriminator(m.ndf, discriminator_layers=m.discriminator_layers,
+                                                         num_discriminators=m.num_discriminators, name="discriminator")
         self._loss_networks = LossNetworks()
         self.global_batch = config.train.batch_size
 

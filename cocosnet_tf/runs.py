@@ -78,7 +78,7 @@ _BUILT: dict[tuple, CoCosNet] = {}
 def build_model(config: Config) -> CoCosNet:
     """The inference networks (correspondence + generator) with all their variables."""
     h, w = config.data.crop_size
-    key = (repr(config.model), config.data.semantic_nc, h, w)
+    key = (repr(config.model), repr(config.runtime), config.data.semantic_nc, h, w)
     if key not in _BUILT:
         keras.mixed_precision.set_dtype_policy(full_precision(config).name)
         model = CoCosNet(config, config.data.semantic_nc)

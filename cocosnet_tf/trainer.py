@@ -94,7 +94,7 @@ class Trainer:
         print(f"devices: {devices} (replicas: {self.strategy.num_replicas_in_sync})", flush=True)
         h, w = config.data.crop_size
         keras.utils.set_random_seed(config.train.seed)  # the same initial weights on every worker and rerun
-        if config.train.deterministic:
+        if config.runtime.deterministic:
             tf.config.experimental.enable_op_determinism()
             # Grappler's graph rewrites differ from process to process: two runs of the
             # demo's networks part from the first step with them and agree without them
@@ -175,7 +175,7 @@ class Trainer:
         started = time.perf_counter()
         steady = None  # (step, time) after the first step: the rate and ETA leave tracing out
         try:
-            with MemoryReleaser(t.release_memory):
+            with MemoryReleaser(self.config.runtime.release_memory):
                 while int(self.step) < t.steps and not self.stop_requested:
                     losses = {k: float(v) for k, v in step_fn(iterator).items()}
                     bad = [k for k, v in losses.items() if not np.isfinite(v)]

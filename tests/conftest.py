@@ -64,7 +64,7 @@ def run_main(main, args, capsys):
 # correspondence levels, one PatchMatch iteration, and a chunk that splits the finer
 # level into 4 (so the exported graph has PatchMatch's chunk loop).
 TINY_EXPORT = ["data.crop_size=[64,64]", "model.nef=8", "model.ngf=8", "model.ndf=8", "model.corr_levels=2",
-               "model.patchmatch_iterations=1", "model.inference_chunk=256", "losses.vgg=0", "losses.perceptual=0",
+               "model.patchmatch_iterations=1", "runtime.chunk=256", "losses.vgg=0", "losses.perceptual=0",
                "losses.contextual=0"]
 
 

@@ -1,4 +1,5 @@
 import glob
+import logging
 import os
 
 import pytest
@@ -11,7 +12,7 @@ def test_defaults_validate():
     c = load_config()
     assert c.data.crop_size == [128, 128]
     assert c.data.semantic_nc == 8
-    assert c.model.temperature == 0.01 and c.model.topk == 16
+    assert c.model.temperature == 0.01 and c.runtime.chunk == 16384 and not c.runtime.recompute
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "*.yaml"))))
@@ -51,7 +52,8 @@ def test_overrides_parse_yaml_values():
     (["data.dataset=imagenet"], "data.dataset: 'imagenet' is not allowed"),
     (["model.sampling=cubic"], "model.sampling"),
     (["train.lr=.nan"], "train.lr: expected a finite number"),
-    (["train.release_memory=-0.5"], "train.release_memory: must be >= 0 seconds"),
+    (["runtime.release_memory=-0.5"], "runtime.release_memory: must be >= 0 seconds"),
+    (["train.release_memory=-0.5"], "runtime.release_memory: must be >= 0 seconds"),
     (["model.temperature=abc"], "model.temperature: expected a number"),
     (["data.crop_size=100"], "data.crop_size: height 100 cannot be taken"),
     (["data.crop_size=[128, 100]"], "width 100"),
@@ -60,9 +62,10 @@ def test_overrides_parse_yaml_values():
     (["data.label_nc=5"], "data.label_nc: 5 is below the 8 labels present"),
     (["data.dataset=segmentation"], "data.root"),
     (["model.corr_levels=5"], "model.corr_levels"),
-    (["model.topk=8"], "model.topk"),
+    (["model.topk=8"], "model.topk: 8 is not allowed; the key is deprecated and can only be 16"),
+    (["runtime.chunk=-1"], "runtime.chunk: must be >= 0"),
     (["data.seed=-1"], "data.seed: must be >= 0"),
-    (["model.recompute_band=-1"], "model.recompute_band: must be >= 0"),
+    (["runtime.recompute_band=-1"], "runtime.recompute_band: must be >= 0"),
     (["model.locality=-1"], "model.locality: must be >= 0"),
     (["model.init_gain=0"], "model.init_gain: must be > 0"),
     (["train.decay_steps=-1"], "train.decay_steps: must be >= 0"),
@@ -107,3 +110,71 @@ def test_resolved_config_round_trips(tmp_path):
     assert again == c
     assert isinstance(again, Config)
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp")]
+
+
+OLD_KEYS = """\
+model:
+  patchmatch_iterations: 3
+  topk: 16
+  inference_chunk: 4096
+  recompute: true
+  recompute_band: 1024
+train:
+  steps: 7
+  release_memory: 0.25
+  deterministic: true
+"""
+
+
+def test_old_keys_load_with_one_warning_line_each_naming_the_new_key(tmp_path, caplog):
+    path = tmp_path / "config.yaml"
+    path.write_text(OLD_KEYS)
+    with caplog.at_level(logging.WARNING, logger="cocosnet_tf.config"):
+        c = load_config(path)
+    r = c.runtime
+    assert (r.chunk, r.recompute, r.recompute_band, r.release_memory, r.deterministic) == (4096, True, 1024, 0.25, True)
+    assert c.model.patchmatch_iterations == 3 and c.train.steps == 7
+    lines = [record.getMessage() for record in caplog.records]
+    assert sorted(lines) == sorted([
+        f"{path}: model.inference_chunk is deprecated, use runtime.chunk",
+        f"{path}: model.recompute is deprecated, use runtime.recompute",
+        f"{path}: model.recompute_band is deprecated, use runtime.recompute_band",
+        f"{path}: train.release_memory is deprecated, use runtime.release_memory",
+        f"{path}: train.deterministic is deprecated, use runtime.deterministic",
+        f"{path}: model.topk is deprecated and ignored (it can only be 16), remove it"])
+    # saved, the config has the new keys only and loads without a warning
+    c.save(tmp_path / "again.yaml")
+    caplog.clear()
+    assert load_config(tmp_path / "again.yaml") == c and not caplog.records
+
+
+def test_an_old_key_given_with_set_wins_over_the_file_and_warns(tmp_path, caplog):
+    path = tmp_path / "config.yaml"
+    path.write_text("runtime:\n  chunk: 100\n")
+    with caplog.at_level(logging.WARNING, logger="cocosnet_tf.config"):
+        c = load_config(path, ["model.inference_chunk=0", "train.deterministic=true"])
+    assert c.runtime.chunk == 0 and c.runtime.deterministic
+    assert [record.getMessage() for record in caplog.records] == [
+        "--set: model.inference_chunk is deprecated, use runtime.chunk",
+        "--set: train.deterministic is deprecated, use runtime.deterministic"]
+    # and an old run's file takes the new keys from --set
+    old = tmp_path / "old.yaml"
+    old.write_text("model:\n  inference_chunk: 4096\n")
+    assert load_config(old, ["runtime.chunk=0"]).runtime.chunk == 0
+
+
+def test_an_old_key_beside_its_new_one_in_one_file_is_an_error(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("model:\n  recompute: true\nruntime:\n  recompute: false\n")
+    with pytest.raises(ConfigError, match="model.recompute and runtime.recompute are one setting; keep only "
+                                          "runtime.recompute"):
+        load_config(path)
+
+
+def test_unknown_keys_stay_errors_beside_old_ones(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("model:\n  inference_chunk: 64\n  inference_chunks: 64\n")
+    with pytest.raises(ConfigError, match="unknown key model.inference_chunks"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="unknown key runtime.inference_chunk"):
+        load_config(None, ["runtime.inference_chunk=64"])

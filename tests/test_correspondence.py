@@ -3,9 +3,11 @@ import pytest
 import tensorflow as tf
 from scipy.ndimage import gaussian_filter
 
+from cocosnet_tf.config import RuntimeConfig
 from cocosnet_tf.correspondence.network import CorrespondenceNet, dense_level
-from cocosnet_tf.correspondence.patchmatch import PatchMatchLevel, initial_offsets, propagate
-from cocosnet_tf.data.geometry import SmoothWarp, pixel_grid, sample_bilinear
+from cocosnet_tf.correspondence.patchmatch import LevelMaps, PatchMatchLevel, initial_offsets, propagate
+from cocosnet_tf.data.geometry import SmoothWarp, sample_bilinear, xy_grid
+from cocosnet_tf.runtime import runtime_settings
 
 C = 16
 
@@ -21,10 +23,10 @@ def random_field(rng, h, w):
 
 def level_truth(kind, factor, h, w, full):
     """True exemplar position (row, col) of each pixel of a level `factor` times smaller."""
-    yx = pixel_grid(h, w)[..., ::-1]  # (row, col)
+    yx = xy_grid(h, w)[..., ::-1]  # (row, col)
     if kind == "shift":
         return yx + np.array([8, -16]) / factor
-    xy_full = full.forward((pixel_grid(h, w) + 0.5) * factor - 0.5)
+    xy_full = full.forward((xy_grid(h, w) + 0.5) * factor - 0.5)
     return ((xy_full + 0.5) / factor - 0.5)[..., ::-1]
 
 
@@ -76,7 +78,8 @@ def test_patchmatch_alone_recovers_known_correspondence(kind, mode):
     assert np.mean(err <= 1.0) >= 0.95
     for factor in (4, 2, 1):
         feats, ex, truth, inside = level_features(rng, kind, factor, size, full)
-        level = PatchMatchLevel(sampling_mode=mode, chunk=1000)
+        with runtime_settings(RuntimeConfig(chunk=1000)):
+            level = PatchMatchLevel(sampling=mode)
         init = initial_offsets(best)
         colours = np.zeros(feats.shape[:3] + (3,), np.float32)
         level(tf.constant(feats), tf.constant(ex), tf.constant(colours), init)  # build
@@ -138,30 +141,49 @@ def brute_force_top(queries, values, positions, h, w, mode, k, temperature):
 
 @pytest.mark.parametrize("mode", ["bilinear", "nearest"])
 @pytest.mark.parametrize("chunk", [0, 7])
-def test_evaluation_top_k_equals_brute_force(mode, chunk):
+@pytest.mark.parametrize("horizontal", [True, False])
+def test_propagate_and_select_keeps_the_brute_force_top_k(mode, chunk, horizontal):
     rng = np.random.default_rng(1)
     h, w = 6, 5
     queries = unit(rng.normal(size=(h * w, C))).astype(np.float32)
     values = unit(rng.normal(size=(h, w, C))).astype(np.float32)
-    offsets = rng.uniform(-4, 4, size=(1, h, w, 48, 2)).astype(np.float32)
-    level = PatchMatchLevel(sampling_mode=mode, chunk=chunk)
-    grid = tf.constant(pixel_grid(h, w)[..., ::-1].astype(np.float32))
-    index, probabilities = level._select(tf.constant(queries[None]), tf.constant(values.reshape(1, h * w, C)),
-                                         tf.constant(offsets), grid, h, w)
-    kept = level._hand_on(tf.constant(offsets), index, grid[None], h, w)
-    positions = offsets[0].reshape(h * w, 48, 2) + pixel_grid(h, w)[..., ::-1].reshape(h * w, 1, 2)
+    offsets = tf.constant(rng.uniform(-4, 4, size=(1, h, w, 16, 2)).astype(np.float32))
+    with runtime_settings(RuntimeConfig(chunk=chunk)):
+        level = PatchMatchLevel(sampling=mode)
+    grid = xy_grid(h, w)[..., ::-1]  # (row, column)
+    maps = LevelMaps(tf.constant(queries[None]), tf.constant(values.reshape(1, h * w, C)),
+                     tf.constant(grid.astype(np.float32)), h, w)
+    with tf.GradientTape() as tape:
+        tape.watch(offsets)
+        kept, _, probabilities = level._propagate_and_select(offsets, horizontal, maps)
+        summed = tf.reduce_sum(kept)
+    candidates = propagate(offsets, horizontal).numpy()[0].reshape(h * w, 48, 2)
+    positions = candidates + grid.reshape(h * w, 1, 2)
     order, expected_p, scored = brute_force_top(queries, values, positions, h, w, mode, 16, 0.01)
     if mode == "nearest":  # the official code keeps the offsets of the pixels it scored
-        kept_offsets = scored - pixel_grid(h, w)[..., ::-1].reshape(h * w, 1, 2)
+        kept_offsets = scored - grid.reshape(h * w, 1, 2)
     else:  # the continuous offsets, which carry the gradient
-        kept_offsets = offsets[0].reshape(h * w, 48, 2)
+        kept_offsets = candidates
     expected_offsets = np.take_along_axis(kept_offsets, order[..., None], 1)
     np.testing.assert_allclose(kept.numpy().reshape(h * w, 16, 2), expected_offsets, atol=1e-6)
     np.testing.assert_allclose(probabilities.numpy().reshape(h * w, 16), expected_p, rtol=1e-4, atol=1e-6)
+    if mode == "bilinear":  # the chosen offsets keep their gradient: each offset's is how often it was chosen
+        chosen = np.zeros((h, w, 16))
+        rows, cols = np.divmod(np.arange(h * w), w)
+        for p, picks in enumerate(order):
+            for c in picks:
+                shift, k = c // 16 - 1, c % 16  # previous neighbour, own, next neighbour
+                r, q = (rows[p], cols[p] + shift) if horizontal else (rows[p] + shift, cols[p])
+                if 0 <= r < h and 0 <= q < w:  # outside the map a neighbour is zero
+                    chosen[r, q, k] += 1
+        gradient = tape.gradient(summed, offsets).numpy()[0]
+        np.testing.assert_array_equal(gradient, np.repeat(chosen[..., None], 2, -1))
 
 
 def small_net(sampling="bilinear", chunk=0, levels=3):
-    return CorrespondenceNet(semantic_nc=5, nef=8, levels=levels, iterations=2, sampling=sampling, chunk=chunk)
+    with runtime_settings(RuntimeConfig(chunk=chunk)):
+        return CorrespondenceNet(semantic_nc=5, nef=8, corr_levels=levels, patchmatch_iterations=2,
+                                 sampling=sampling)
 
 
 def inputs(batch=2, h=32, w=48, seed=0):
@@ -212,7 +234,7 @@ def test_outputs_shapes_batch_and_non_square():
 
 
 def test_refine_starts_patchmatch_from_the_given_coarse_match():
-    net = CorrespondenceNet(semantic_nc=5, nef=8, levels=2, iterations=0)  # the initial window, unchanged
+    net = CorrespondenceNet(semantic_nc=5, nef=8, corr_levels=2, patchmatch_iterations=0)  # the initial window, unchanged
     label, exemplar, exemplar_label = inputs(batch=2, h=32, w=48)
     _, _, theta, phi = net.projections(label, exemplar, exemplar_label)
     out = net.match(theta, phi, exemplar)
@@ -223,7 +245,7 @@ def test_refine_starts_patchmatch_from_the_given_coarse_match():
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
     # from the identity, pixel (r, c) of the next level tries (c + dc, r + dr) for the
     # window's offsets (dr, dc) in -2, 0, 2, 4, clamped to the map
-    coarse = pixel_grid(4, 6).astype(np.float32)[..., ::-1]  # (row, column)
+    coarse = xy_grid(4, 6).astype(np.float32)[..., ::-1]  # (row, column)
     positions = net.refine(theta, phi, exemplar, tf.broadcast_to(coarse, [2, 4, 6, 2]))["positions"][0].numpy()
     window = np.array([(dr, dc) for dr in (-2, 0, 2, 4) for dc in (-2, 0, 2, 4)])
     rows, cols = np.meshgrid(np.arange(8), np.arange(12), indexing="ij")

@@ -20,7 +20,7 @@ from PIL import Image
 from conftest import fetched, generator_outputs_nan, run_main, save_run
 from cocosnet_tf import evaluate, fid_inception, runs
 from cocosnet_tf.config import ConfigError, load_config
-from cocosnet_tf.data.geometry import pixel_grid
+from cocosnet_tf.data.geometry import xy_grid
 from cocosnet_tf.data.pipeline import build_dataset
 from cocosnet_tf.generator import Generator
 from cocosnet_tf.runs import find_checkpoint, load_model
@@ -157,7 +157,7 @@ def test_several_batches_run_traced_and_give_the_eager_outputs(tiny):
 
 def shifted_batch(shift):
     """Two pairs: the first's exemplar is its target moved by `shift` (x, y) pixels, the second has no flow."""
-    flow = np.stack([pixel_grid(SIZE, SIZE) + shift, np.zeros((SIZE, SIZE, 2))]).astype(np.float32)
+    flow = np.stack([xy_grid(SIZE, SIZE) + shift, np.zeros((SIZE, SIZE, 2))]).astype(np.float32)
     images = np.zeros((2, SIZE, SIZE, 3), np.float32)
     label = np.zeros((2, SIZE, SIZE, 8), np.float32)
     label[..., 0] = 1
@@ -194,9 +194,9 @@ def test_correspondence_metrics_of_a_known_shift_at_every_level():
 
 def identity_outputs():
     """Correspondence outputs that match every pixel with itself, at every level."""
-    fine = [np.repeat(pixel_grid(SIZE // f, SIZE // f)[None, :, :, None], 2, axis=0).repeat(16, axis=3)
+    fine = [np.repeat(xy_grid(SIZE // f, SIZE // f)[None, :, :, None], 2, axis=0).repeat(16, axis=3)
             for f in (4, 2)]
-    return {"dense_best": np.repeat(pixel_grid(8, 8)[None], 2, axis=0), "positions": fine,
+    return {"dense_best": np.repeat(xy_grid(8, 8)[None], 2, axis=0), "positions": fine,
             "weights": [np.ones(p.shape[:4]) / 16 for p in fine]}
 
 

@@ -84,9 +84,9 @@ FACTORS = [8, 4, 2]  # a 64 x 64 image: 8 x 8 dense, 16 x 16 and 32 x 32 PatchMa
 def shifted_flow(batch=2, size=64, shift=(8.0, -16.0)):
     """Every pixel comes from `shift` away: at every level a shift by a whole number of
     level pixels, the same for every pixel of a level pixel."""
-    from cocosnet_tf.data.geometry import pixel_grid
+    from cocosnet_tf.data.geometry import xy_grid
 
-    flow = np.broadcast_to(pixel_grid(size, size) + shift, (batch, size, size, 2)).astype(np.float32)
+    flow = np.broadcast_to(xy_grid(size, size) + shift, (batch, size, size, 2)).astype(np.float32)
     return tf.constant(flow), tf.ones([batch, size, size, 1])
 
 

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from cocosnet_tf import fid_inception, metrics
 from cocosnet_tf.config import ConfigError
-from cocosnet_tf.data.geometry import pixel_grid
+from cocosnet_tf.data.geometry import xy_grid
 
 
 def smooth_images(seed, count=4, size=64):
@@ -20,7 +20,7 @@ def smooth_images(seed, count=4, size=64):
 
 
 def test_a_known_shift_gives_its_endpoint_error_and_pck():
-    flow = (pixel_grid(16, 16) + [3.0, 4.0])[None].astype(np.float32)  # every pixel comes from 3 right, 4 down
+    flow = (xy_grid(16, 16) + [3.0, 4.0])[None].astype(np.float32)  # every pixel comes from 3 right, 4 down
     known = np.ones((1, 16, 16, 1), np.float32)
     mask = metrics.valid_flow_mask({"flow": flow, "flow_mask": known, "has_flow": np.ones(1)})
     assert mask.sum() == 13 * 12  # x + 3 <= 15 and y + 4 <= 15: the rest leaves the exemplar
@@ -35,10 +35,10 @@ def test_a_known_shift_gives_its_endpoint_error_and_pck():
 
 
 def test_a_shift_at_a_coarser_level_is_the_shift_over_the_factor():
-    flow = (pixel_grid(32, 32) + [8.0, -4.0])[None]
+    flow = (xy_grid(32, 32) + [8.0, -4.0])[None]
     level, mask = metrics.flow_at_level(flow, np.ones((1, 32, 32), bool), 4)
     assert level.shape == (1, 8, 8, 2) and mask.all()
-    np.testing.assert_allclose(level - pixel_grid(8, 8), np.broadcast_to([2.0, -1.0], (1, 8, 8, 2)))
+    np.testing.assert_allclose(level - xy_grid(8, 8), np.broadcast_to([2.0, -1.0], (1, 8, 8, 2)))
     # the columns from 18 on move 6 pixels further: the blocks of columns 16-19 have no one flow
     flow[:, :, 18:] += [6.0, 0.0]
     level, mask = metrics.flow_at_level(flow, np.ones((1, 32, 32), bool), 4)
@@ -46,10 +46,10 @@ def test_a_shift_at_a_coarser_level_is_the_shift_over_the_factor():
 
 
 def test_upsampled_positions_keep_a_translation_exact_and_identity_identical():
-    coarse = (pixel_grid(4, 4) + [1.0, -0.5])[None]
+    coarse = (xy_grid(4, 4) + [1.0, -0.5])[None]
     fine = metrics.upsampled_positions(coarse, 4)
-    np.testing.assert_allclose(fine, (pixel_grid(16, 16) + [4.0, -2.0])[None])
-    np.testing.assert_array_equal(metrics.upsampled_positions(pixel_grid(4, 4)[None], 2), pixel_grid(8, 8)[None])
+    np.testing.assert_allclose(fine, (xy_grid(16, 16) + [4.0, -2.0])[None])
+    np.testing.assert_array_equal(metrics.upsampled_positions(xy_grid(4, 4)[None], 2), xy_grid(8, 8)[None])
 
 
 # ----------------------------------------------------------------------------- image quality

@@ -40,7 +40,7 @@ def test_spectral_conv_divides_by_the_largest_singular_value_and_keeps_the_kerne
 
 @pytest.mark.parametrize("size", [(64, 64), (64, 96)])
 def test_generator_shapes_and_range(size):
-    g = Generator(semantic_nc=5, levels=3, ngf=4)
+    g = Generator(semantic_nc=5, corr_levels=3, ngf=4)
     label = tf.random.uniform([2, *size, 5])
     warps = [tf.random.uniform([2, size[0] // f, size[1] // f, 3], -1, 1) for f in (4, 2, 1)]
     out = g(label, warps)
@@ -51,7 +51,7 @@ def test_generator_shapes_and_range(size):
 
 
 def test_discriminator_returns_every_intermediate_output_at_two_scales():
-    d = MultiscaleDiscriminator(ndf=8, layers=4, scales=2)
+    d = MultiscaleDiscriminator(ndf=8, discriminator_layers=4, num_discriminators=2)
     outs = d(tf.random.uniform([2, 64, 64, 6]))
     assert len(outs) == 2 and all(len(o) == 5 for o in outs)
     # 64 -> 32 -> 16 -> 8 (stride 2) -> 7 (stride 1, 4x4, pad 1) -> 6 (logit)
@@ -120,3 +120,18 @@ def test_l2_normalisation_and_its_output_based_gradient_equal_the_plain_formula(
     got, expected = tape.gradient(loss_ours, x).numpy(), tape.gradient(loss_theirs, x).numpy()
     assert np.abs(expected).max() > 0.1
     np.testing.assert_allclose(got, expected, atol=1e-12)
+
+
+def test_every_layer_runs_with_the_runtime_section_it_was_made_with():
+    from cocosnet_tf.config import RuntimeConfig, load_config
+    from cocosnet_tf.model import CoCosNet
+    from cocosnet_tf.runtime import current_runtime
+
+    config = load_config(None, ["runtime.chunk=77", "runtime.recompute=true", "runtime.recompute_band=99"])
+    model = CoCosNet(config, config.data.semantic_nc)  # the layers, not yet their variables
+    correspondence = model.correspondence
+    users = [correspondence, correspondence.unet_label, correspondence.unet_exemplar, *correspondence.patch_match,
+             model.generator]
+    assert all(layer.runtime == RuntimeConfig(chunk=77, recompute=True, recompute_band=99) for layer in users)
+    # outside the model's construction, layers take the section's defaults
+    assert current_runtime() == RuntimeConfig() and Generator(5).runtime == RuntimeConfig()

@@ -113,11 +113,11 @@ except ValueError as err:
 
 def test_identity_flow_stays_identity_under_scale_crop_flip(make_config):
     # the exemplar *is* the image: whatever the augmentation, flow must stay the pixel grid
-    from cocosnet_tf.data.geometry import pixel_grid
+    from cocosnet_tf.data.geometry import xy_grid
     from cocosnet_tf.data.pipeline import augment
 
     c = make_config("data.crop_size=64", "data.load_size=[96, 80]", "data.scale_range=[1.0, 1.5]", "data.flip=true")
-    grid = pixel_grid(96, 80).astype(np.float32)
+    grid = xy_grid(96, 80).astype(np.float32)
     sample = {"image": tf.zeros([96, 80, 3]), "exemplar": tf.zeros([96, 80, 3]),
               "label": tf.zeros([96, 80, 8]), "exemplar_label": tf.zeros([96, 80, 8]),
               "flow": tf.constant(grid), "flow_mask": tf.ones([96, 80, 1]), "has_flow": tf.constant(1.0),
@@ -125,7 +125,7 @@ def test_identity_flow_stays_identity_under_scale_crop_flip(make_config):
     for position in range(8):
         out = augment(sample, tf.constant([0, position], tf.int64), c.data)
         flow = out["flow"].numpy()
-        np.testing.assert_allclose(flow[2:-2, 2:-2], pixel_grid(64, 64)[2:-2, 2:-2], atol=1e-3)
+        np.testing.assert_allclose(flow[2:-2, 2:-2], xy_grid(64, 64)[2:-2, 2:-2], atol=1e-3)
         assert out["flow_mask"].numpy()[2:-2, 2:-2].all()  # every point stays known and inside
 
 
@@ -173,7 +173,7 @@ def test_test_phase_is_a_centre_crop_without_flips(make_config):
 def test_the_flow_mask_moves_with_the_image_and_drops_points_outside(make_config):
     # the image's red channel marks the known right half; the flow is the identity, or
     # 30 rows down (so that the crop's bottom rows come from outside the exemplar)
-    from cocosnet_tf.data.geometry import pixel_grid
+    from cocosnet_tf.data.geometry import xy_grid
     from cocosnet_tf.data.pipeline import augment
 
     c = make_config("data.crop_size=64", "data.load_size=[96, 80]", "data.scale_range=[1.0, 1.5]", "data.flip=true")
@@ -181,7 +181,7 @@ def test_the_flow_mask_moves_with_the_image_and_drops_points_outside(make_config
     known[:, 40:] = 1
     image = np.repeat(known, 3, axis=-1)
     for shift in (0.0, 30.0):
-        flow = pixel_grid(96, 80).astype(np.float32) + [0.0, shift]
+        flow = xy_grid(96, 80).astype(np.float32) + [0.0, shift]
         sample = {"image": tf.constant(image), "exemplar": tf.constant(image), "label": tf.zeros([96, 80, 8]),
                   "exemplar_label": tf.zeros([96, 80, 8]), "flow": tf.constant(flow),
                   "flow_mask": tf.constant(known), "has_flow": tf.constant(1.0), "self_ref": tf.constant(1.0)}

@@ -36,8 +36,8 @@ def test_preview_rejects_bad_overrides(tmp_path, capsys):
 
 
 def test_zero_displacement_is_white():
-    from cocosnet_tf.data.geometry import pixel_grid
-    picture = preview.flow_colour(pixel_grid(8, 8))
+    from cocosnet_tf.data.geometry import xy_grid
+    picture = preview.flow_colour(xy_grid(8, 8))
     np.testing.assert_array_equal(picture, 255)  # no displacement: white
 
 

@@ -1,4 +1,4 @@
-"""Gradient checkpointing (`model.recompute`) changes memory, never gradients.
+"""Gradient checkpointing (`runtime.recompute`) changes memory, never gradients.
 
 Each block is built twice, with and without recompute, with the same weights; in
 training both give the same gradient for every input and every variable. Tolerances
@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from cocosnet_tf.config import RuntimeConfig
 from cocosnet_tf.correspondence.alignment import AlignmentUNet
 from cocosnet_tf.correspondence.patchmatch import PatchMatchLevel, initial_offsets
 from cocosnet_tf.generator import Generator
 from cocosnet_tf.layers.remat import in_sequence, rematerialized
+from cocosnet_tf.runtime import runtime_settings
 
 RNG = np.random.default_rng(0)
 
@@ -38,8 +40,15 @@ def gradients(layer, inputs, call):
     return float(loss), [g.numpy() for g in grads]
 
 
-def assert_same_gradients(make, inputs, call, scale=1.0):
-    plain, checkpointed = make(False), make(True)
+def made_with(make, **runtime):
+    with runtime_settings(RuntimeConfig(**runtime)):
+        return make()
+
+
+def assert_same_gradients(make, inputs, call, scale=1.0, **runtime):
+    """`make()` made without and with recompute (and `runtime`'s other settings)."""
+    plain = made_with(make, **runtime, recompute=False)
+    checkpointed = made_with(make, **runtime, recompute=True)
     call(plain, *inputs, training=False)
     call(checkpointed, *inputs, training=False)
     # official-scale weights (0.02) leave the deep paths' gradients (the update block's, the
@@ -67,8 +76,8 @@ def test_patchmatch_level_in_bands_with_the_final_step_in_chunks():
     EXEMPLAR = tensor(2, h, w, 3, low=-1)
     inputs = [tensor(2, h, w, 8), tensor(2, h, w, 8), 7 * tensor(2, h // 2, w // 2, 2, low=0)]
     names = assert_same_gradients(
-        lambda recompute: PatchMatchLevel(iterations=1, temperature=0.1, chunk=100, recompute=recompute, band=48),
-        inputs, call, scale=30.0)
+        lambda: PatchMatchLevel(patchmatch_iterations=1, temperature=0.1), inputs, call, scale=30.0, chunk=100,
+        recompute_band=48)
     assert any("refine_net/gru" in n for n in names) and any("initial_layer" in n for n in names)
 
 
@@ -76,8 +85,8 @@ def test_alignment_unet():
     def call(unet, x, training=True):
         return tf.add_n([tf.reduce_mean(f * f) for f in unet(x, training=training)])
 
-    assert_same_gradients(lambda recompute: AlignmentUNet(nef=4, levels=4, recompute=recompute, band=64),
-                          [tensor(2, 32, 32, 5)], call, scale=10.0)
+    assert_same_gradients(lambda: AlignmentUNet(nef=4, corr_levels=4), [tensor(2, 32, 32, 5)], call, scale=10.0,
+                          recompute_band=64)
 
 
 def test_generator_passes_gradients_to_the_warps():
@@ -86,7 +95,7 @@ def test_generator_passes_gradients_to_the_warps():
         # runs' rounding and flip its share of the gradient (seen once under pytest -n 2)
         return tf.reduce_mean(tf.square(generator(label, [coarse, fine], training=training)))
 
-    assert_same_gradients(lambda recompute: Generator(5, levels=2, ngf=4, recompute=recompute),
+    assert_same_gradients(lambda: Generator(5, corr_levels=2, ngf=4),
                           [tensor(1, 64, 64, 5), tensor(1, 8, 8, 3), tensor(1, 16, 16, 3)], call, scale=10.0)
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cocosnet_tf.data import synthetic
-from cocosnet_tf.data.geometry import SmoothWarp, inside, pixel_grid, sample_bilinear, sample_nearest
+from cocosnet_tf.data.geometry import SmoothWarp, inside, xy_grid, sample_bilinear, sample_nearest
 
 
 def smooth_pair(seed, index, *size, **kwargs):
@@ -40,14 +40,14 @@ def test_wrong_flow_does_not_reproduce():
     h, w = pair.image.shape[:2]
     identity = synthetic.SyntheticPair(pair.image, pair.classes, pair.instances, pair.exemplar,
                                        pair.exemplar_classes, pair.exemplar_instances, True,
-                                       pixel_grid(h, w).astype(np.float32), pair.flow_mask)
+                                       xy_grid(h, w).astype(np.float32), pair.flow_mask)
     assert flow_reproduction(identity)[1] < 0.8
 
 
 def test_exemplar_differs_from_image():
     pair = smooth_pair(3, 1, 128, 128)
     assert np.abs(pair.exemplar - pair.image).mean() > 0.02
-    displacement = np.hypot(*(pair.flow - pixel_grid(128, 128)).transpose(2, 0, 1))
+    displacement = np.hypot(*(pair.flow - xy_grid(128, 128)).transpose(2, 0, 1))
     assert displacement.mean() > 2.0  # pixels
 
 
@@ -62,7 +62,7 @@ def test_warp_inverse_is_exact():
 
 def test_zero_strength_is_identity():
     warp = SmoothWarp.random(np.random.default_rng(1), 64, 80, 0.0)
-    assert np.abs(warp.flow() - pixel_grid(64, 80)).max() < 1e-9
+    assert np.abs(warp.flow() - xy_grid(64, 80)).max() < 1e-9
 
 
 def test_deterministic_per_seed_and_resolution_independent_layout():
@@ -117,7 +117,7 @@ def test_object_motion_masks_occluded_and_outside_pixels():
 def test_object_motion_moves_objects_far_and_independently():
     side = 64
     for pair in object_pairs((side, side), count=8):
-        displacement = pair.flow - pixel_grid(side, side)
+        displacement = pair.flow - xy_grid(side, side)
         assert np.hypot(*displacement[pair.flow_mask].T).mean() > 0.08 * side
         means = [displacement[(pair.instances == i) & pair.flow_mask].mean(0)
                  for i in np.unique(pair.instances) if ((pair.instances == i) & pair.flow_mask).sum() > 20]
@@ -132,7 +132,7 @@ def test_object_motion_is_stronger_with_strength_and_zero_strength_is_the_identi
     mean = {}
     for strength in (0.0, 1.0, 1.5):
         pairs = object_pairs((side, side), count=8, warp_strength=strength)
-        mean[strength] = np.mean([np.hypot(*(p.flow - pixel_grid(side, side))[p.flow_mask].T).mean() for p in pairs])
+        mean[strength] = np.mean([np.hypot(*(p.flow - xy_grid(side, side))[p.flow_mask].T).mean() for p in pairs])
         if strength == 0.0:
             for p in pairs:
                 np.testing.assert_allclose(p.exemplar, p.image, atol=1e-5)

@@ -11,6 +11,7 @@ from cocosnet_tf.layers.blocks import (LEAK, SPADE_HIDDEN, ResidualBlock, SPADER
 from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.norms import instance_norm
 from cocosnet_tf.layers.remat import banded, rematerialized
+from cocosnet_tf.runtime import current_runtime
 
 
 def upsample_bilinear_aligned(x: tf.Tensor) -> tf.Tensor:
@@ -62,14 +63,13 @@ class EncoderStage(Composite, keras.layers.Layer):
 
 @keras.saving.register_keras_serializable("cocosnet")
 class AlignmentUNet(Composite, keras.layers.Layer):
-    """Returns the first `levels` of [x6 (S/8, 4nef), x7 (S/4, 4nef), x8 (S/2, 2nef),
+    """Returns the first `corr_levels` of [x6 (S/8, 4nef), x7 (S/4, 4nef), x8 (S/2, 2nef),
     x9 (S, nef)]; decoder blocks of unused levels are not built."""
 
-    def __init__(self, nef: int = 32, levels: int = 4, recompute: bool = False, band: int = 0,
-                 spade_hidden: int = SPADE_HIDDEN, **kwargs):
+    def __init__(self, nef: int = 32, corr_levels: int = 4, spade_hidden: int = SPADE_HIDDEN, **kwargs):
         super().__init__(**kwargs)
-        self.nef, self.levels, self.recompute, self.band = nef, levels, recompute, band
-        self.spade_hidden = spade_hidden
+        self.nef, self.corr_levels, self.spade_hidden = nef, corr_levels, spade_hidden
+        self.runtime = current_runtime()
         self.layer1 = EncoderStage(nef, 1, False, name="layer1")
         self.layer2 = EncoderStage(nef * 2, 1, True, name="layer2")
         self.layer3 = EncoderStage(nef * 4, 2, True, name="layer3")
@@ -77,12 +77,14 @@ class AlignmentUNet(Composite, keras.layers.Layer):
         self.layer5 = EncoderStage(nef * 4, 2, True, name="layer5")
         self.head_0 = SPADEResnetBlock(nef * 4, nef * 4, spade_hidden, name="head_0")
         self.middle_0 = SPADEResnetBlock(nef * 4, nef * 4, spade_hidden, name="G_middle_0")
-        self.middle_1 = SPADEResnetBlock(nef * 4, nef * 2, spade_hidden, name="G_middle_1") if levels >= 3 else None
-        self.middle_2 = SPADEResnetBlock(nef * 2, nef, spade_hidden, name="G_middle_2") if levels >= 4 else None
+        deep = corr_levels >= 3
+        self.middle_1 = SPADEResnetBlock(nef * 4, nef * 2, spade_hidden, name="G_middle_1") if deep else None
+        self.middle_2 = SPADEResnetBlock(nef * 2, nef, spade_hidden, name="G_middle_2") if corr_levels >= 4 else None
 
     def call(self, x, training=False):
         seg = x  # the official code conditions SPADE on the input itself
-        remat = lambda block: rematerialized(block, training and self.recompute)  # noqa: E731
+        recompute = training and self.runtime.recompute
+        remat = lambda block: rematerialized(block, recompute)  # noqa: E731
         # each checkpointed block starts from what the previous one returned, so that the
         # activations between them (leaky ReLUs, the upsampling's gathers) are recomputed
         # too instead of kept for the backward pass; the decoder's SPADE blocks, local, in
@@ -93,12 +95,12 @@ class AlignmentUNet(Composite, keras.layers.Layer):
         x4 = remat(activated(self.layer4))(x3)
         x5 = remat(activated(self.layer5))(x4)
         features = [remat(self.head_0)(x5, seg)]
-        for block, skip in ((self.middle_0, x4), (self.middle_1, x3), (self.middle_2, x2))[: self.levels - 1]:
+        for block, skip in ((self.middle_0, x4), (self.middle_1, x3), (self.middle_2, x2))[: self.corr_levels - 1]:
             x = remat(upsampled_sum)(features[-1], skip)
-            band = banded(block, training and self.recompute, SPADEResnetBlock.REACH, self.band)
+            band = banded(block, recompute, SPADEResnetBlock.REACH, self.runtime.recompute_band)
             features.append(band(x, resize_nearest(seg, tf.shape(x)[1:3])))
         return features
 
     def get_config(self):
-        return {**super().get_config(), "nef": self.nef, "levels": self.levels, "recompute": self.recompute,
-                "band": self.band, "spade_hidden": self.spade_hidden}
+        return {**super().get_config(), "nef": self.nef, "corr_levels": self.corr_levels,
+                "spade_hidden": self.spade_hidden}

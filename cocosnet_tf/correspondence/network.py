@@ -30,10 +30,11 @@ import tensorflow as tf
 from cocosnet_tf.config import ModelConfig
 from cocosnet_tf.correspondence import sampling
 from cocosnet_tf.correspondence.alignment import AlignmentUNet
-from cocosnet_tf.correspondence.patchmatch import PatchMatchLevel, initial_offsets, pixel_grid
-from cocosnet_tf.layers.blocks import SPADE_HIDDEN, average_pool, checkpointed, conv
+from cocosnet_tf.correspondence.patchmatch import PatchMatchLevel, initial_offsets, row_column_grid
+from cocosnet_tf.layers.blocks import SPADE_HIDDEN, attached, average_pool, conv
 from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.norms import l2_normalize_channels
+from cocosnet_tf.runtime import current_runtime
 
 COARSEST_FACTOR = 8
 
@@ -63,7 +64,7 @@ def dense_level(queries, values, exemplar, temperature, cycle: bool, hard_best: 
     q = tf.reshape(queries, [b, n, -1])
     r = tf.reshape(values, [b, n, -1])
     pooled = tf.reshape(exemplar, [b, n, 3])
-    grid = tf.reshape(pixel_grid(h, w, queries.dtype), [n, 2])
+    grid = tf.reshape(row_column_grid(h, w, queries.dtype), [n, 2])
     scaled = grid / tf.cast(tf.maximum(h, w), grid.dtype)
 
     def scores(rows, rows_grid, keys):  # [B, m, N]: similarity / temperature, minus the locality prior
@@ -118,32 +119,33 @@ def swap_xy(positions: tf.Tensor) -> tf.Tensor:
 
 @keras.saving.register_keras_serializable("cocosnet")
 class CorrespondenceNet(Composite, keras.Model):
-    def __init__(self, semantic_nc: int, nef: int = 32, levels: int = 4, temperature: float = 0.01,
-                 iterations: int = 5, candidates: int = 16, gru_hidden: int = 32, sampling: str = "bilinear",
-                 chunk: int = 0, seed: int = 0, recompute: bool = False, band: int = 0,
-                 spade_hidden: int = SPADE_HIDDEN, locality: float = 0.0, **kwargs):
+    """Its keywords are the model section's keys; its chunks and recomputation are the
+    runtime settings it was made with (cocosnet_tf.runtime)."""
+
+    def __init__(self, semantic_nc: int, nef: int = 32, corr_levels: int = 4, temperature: float = 0.01,
+                 locality: float = 0.0, patchmatch_iterations: int = 5, sampling: str = "bilinear",
+                 gru_hidden: int = 32, spade_hidden: int = SPADE_HIDDEN, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
-        self.semantic_nc, self.nef, self.levels = semantic_nc, nef, levels
-        self.temperature, self.iterations, self.candidates = temperature, iterations, candidates
-        self.gru_hidden, self.sampling, self.chunk, self.seed = gru_hidden, sampling, chunk, seed
-        self.recompute, self.band, self.spade_hidden = recompute, band, spade_hidden
-        self.locality = locality
-        self.unet_label = AlignmentUNet(nef, levels, recompute, band, spade_hidden, name="adaptive_model_seg")
-        self.unet_exemplar = AlignmentUNet(nef, levels, recompute, band, spade_hidden, name="adaptive_model_img")
-        self.theta = checkpointed(self, "theta", [conv(nef, 1, name=f"theta_{i}") for i in range(levels)])
-        self.phi = checkpointed(self, "phi", [conv(nef, 1, name=f"phi_{i}") for i in range(levels)])
-        self.patch_match = checkpointed(self, "patch_match", [
-            PatchMatchLevel(candidates, iterations, temperature, gru_hidden, sampling, chunk, seed + i, recompute,
-                            band, name=f"patch_match_{i}")
-            for i in range(1, levels)
+        self.semantic_nc, self.nef, self.corr_levels = semantic_nc, nef, corr_levels
+        self.temperature, self.locality, self.patchmatch_iterations = temperature, locality, patchmatch_iterations
+        self.sampling, self.gru_hidden, self.spade_hidden, self.seed = sampling, gru_hidden, spade_hidden, seed
+        self.runtime = current_runtime()
+        self.unet_label = AlignmentUNet(nef, corr_levels, spade_hidden, name="adaptive_model_seg")
+        self.unet_exemplar = AlignmentUNet(nef, corr_levels, spade_hidden, name="adaptive_model_img")
+        self.theta = attached(self, "theta", [conv(nef, 1, name=f"theta_{i}") for i in range(corr_levels)])
+        self.phi = attached(self, "phi", [conv(nef, 1, name=f"phi_{i}") for i in range(corr_levels)])
+        self.patch_match = attached(self, "patch_match", [
+            PatchMatchLevel(patchmatch_iterations=patchmatch_iterations, temperature=temperature,
+                            gru_hidden=gru_hidden, sampling=sampling, seed=seed + i, name=f"patch_match_{i}")
+            for i in range(1, corr_levels)
         ])
 
     @classmethod
     def from_config_object(cls, model: ModelConfig, semantic_nc: int, **kwargs) -> "CorrespondenceNet":
-        return cls(semantic_nc, model.nef, model.corr_levels, model.temperature, model.patchmatch_iterations,
-                   model.topk, model.gru_hidden, model.sampling, model.inference_chunk,
-                   recompute=model.recompute, band=model.recompute_band, spade_hidden=model.spade_hidden,
-                   locality=model.locality, **kwargs)
+        """The network of the config's model section."""
+        return cls(semantic_nc, nef=model.nef, corr_levels=model.corr_levels, temperature=model.temperature,
+                   locality=model.locality, patchmatch_iterations=model.patchmatch_iterations,
+                   sampling=model.sampling, gru_hidden=model.gru_hidden, spade_hidden=model.spade_hidden, **kwargs)
 
     def _check(self, label, exemplar, exemplar_label, image):
         named = {"label": label, "exemplar": exemplar, "exemplar_label": exemplar_label}
@@ -198,7 +200,7 @@ class CorrespondenceNet(Composite, keras.Model):
         bilinear = self.sampling == "bilinear"
         warp, cycle_warp, best, log_attention = dense_level(
             theta[0], phi[0], average_pool(exemplar, COARSEST_FACTOR), self.temperature, cycle=True,
-            hard_best=not bilinear, chunk=0 if training else self.chunk, locality=self.locality)
+            hard_best=not bilinear, chunk=0 if training else self.runtime.chunk, locality=self.locality)
         # made before the finer levels' ops, as before refine() existed: made after them,
         # three demo steps ended with other weights, and differently in two runs
         dense_best = swap_xy(best)
@@ -242,8 +244,7 @@ class CorrespondenceNet(Composite, keras.Model):
                 variable.assign(value)
 
     def get_config(self):
-        return {**super().get_config(), "semantic_nc": self.semantic_nc, "nef": self.nef, "levels": self.levels,
-                "temperature": self.temperature, "iterations": self.iterations, "candidates": self.candidates,
-                "gru_hidden": self.gru_hidden, "sampling": self.sampling, "chunk": self.chunk, "seed": self.seed,
-                "recompute": self.recompute, "band": self.band, "spade_hidden": self.spade_hidden,
-                "locality": self.locality}
+        return {**super().get_config(), "semantic_nc": self.semantic_nc, "nef": self.nef,
+                "corr_levels": self.corr_levels, "temperature": self.temperature, "locality": self.locality,
+                "patchmatch_iterations": self.patchmatch_iterations, "sampling": self.sampling,
+                "gru_hidden": self.gru_hidden, "spade_hidden": self.spade_hidden, "seed": self.seed}

@@ -93,14 +93,14 @@ def chunked(fn, tensors: list[tf.Tensor], chunk: int) -> tf.Tensor:
     return tf.reshape(pieces, out_shape)[:, :m]
 
 
-def checkpointed_chunks(fn, tensors: list[tf.Tensor], shared: list[tf.Tensor], chunk: int) -> tf.Tensor:
+def recomputed_chunks(fn, tensors: list[tf.Tensor], shared: list[tf.Tensor], chunk: int) -> tf.Tensor:
     """fn(*slices, *shared) over `chunk`-row slices of axis 1 of `tensors`, concatenated,
-    for training: checkpointed, and the slices run one after the other in both passes
+    for training: recomputed in the backward pass, and the slices run one after the other in both passes
     (`in_sequence`), so the backward pass holds one slice's intermediates and one
     running sum of the gradient of each `shared` tensor (a map_fn's gradient, as in
     `chunked`, keeps every slice's intermediates). The slices are unrolled, so M must be
     static, as it is for a training crop; with M unknown, or a chunk of 0, fn runs once,
-    still checkpointed. Every tensor, `shared` included, gets its gradient."""
+    still recomputed. Every tensor, `shared` included, gets its gradient."""
     m = tensors[0].shape[1]
     if chunk <= 0 or m is None or m <= chunk:
         return rematerialized(fn, True)(*tensors, *shared)

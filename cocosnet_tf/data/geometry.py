@@ -98,7 +98,7 @@ class SmoothWarp:
 
     def flow(self) -> np.ndarray:
         """[H, W, 2] float32: for each target pixel, its exemplar position (x, y)."""
-        return self.forward(pixel_grid(self.height, self.width)).astype(np.float32)
+        return self.forward(xy_grid(self.height, self.width)).astype(np.float32)
 
 
 def _sinusoid_modes(rng: np.random.Generator, lipschitz: float, frequency: tuple[float, float]):
@@ -114,7 +114,7 @@ def _sinusoid_modes(rng: np.random.Generator, lipschitz: float, frequency: tuple
     return frequencies, amplitudes, rng.uniform(0, 2 * np.pi, size=NON_RIGID_MODES)
 
 
-def pixel_grid(height: int, width: int) -> np.ndarray:
+def xy_grid(height: int, width: int) -> np.ndarray:
     """[H, W, 2] float64 pixel centres (x, y)."""
     ys, xs = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing="ij")
     return np.stack([xs, ys], axis=-1)
@@ -155,7 +155,7 @@ def pseudo_pair(image: np.ndarray, label: np.ndarray, warp: SmoothWarp) -> tuple
     the semantic map); the flow is F on the target grid, exact by construction.
     """
     h, w = image.shape[:2]
-    source = warp.inverse(pixel_grid(h, w))
+    source = warp.inverse(xy_grid(h, w))
     exemplar = sample_bilinear(image, source)
     exemplar_label = sample_nearest(label, source)
     return exemplar, exemplar_label, warp.flow()

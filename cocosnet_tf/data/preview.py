@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from cocosnet_tf.cli import add_config_arguments, config_from_args, run
-from cocosnet_tf.data.geometry import pixel_grid, sample_bilinear
+from cocosnet_tf.data.geometry import xy_grid, sample_bilinear
 from cocosnet_tf.data.labels import colourise
 from cocosnet_tf.fileio import save_npz, save_png
 from cocosnet_tf.visualize import titled_grid, to_uint8
@@ -30,7 +30,7 @@ def flow_colour(flow: np.ndarray) -> np.ndarray:
     samples compare.
     """
     h, w = flow.shape[:2]
-    d = flow - pixel_grid(h, w)
+    d = flow - xy_grid(h, w)
     angle = (np.arctan2(d[..., 1], d[..., 0]) / (2 * np.pi)) % 1.0
     saturation = np.clip(np.hypot(d[..., 0], d[..., 1]) / (0.1 * max(h, w)), 0, 1)
     hsv = np.stack([angle * 255, saturation * 255, np.full_like(angle, 255)], -1).astype(np.uint8)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cocosnet_tf.data.geometry import SmoothWarp, inside, pixel_grid
+from cocosnet_tf.data.geometry import SmoothWarp, inside, xy_grid
 
 MIN_SIDE = 64
 MAX_SIDE = 1024
@@ -241,7 +241,7 @@ def _render_moved(scene: Scene, background: SmoothWarp, warps: list[SmoothWarp],
 
 def _objects_pair(scene: Scene, other: Scene | None, background: SmoothWarp, warps: list[SmoothWarp],
                   height: int, width: int) -> SyntheticPair:
-    grid = background.to_normalised(pixel_grid(height, width))
+    grid = background.to_normalised(xy_grid(height, width))
     image, classes, instances = render(scene, grid)
     exemplar, ex_classes, ex_instances = _render_moved(other or scene, background, warps, grid)
     if other is not None:
@@ -280,7 +280,7 @@ def make_pair(seed: int, index: int, height: int, width: int, *, min_objects: in
                              size_scale=OBJECT_SIZE_SCALE if objects else 1.0)
     if objects:
         return _objects_pair(scene, other, background, warps, height, width)
-    grid = warp.to_normalised(pixel_grid(height, width))
+    grid = warp.to_normalised(xy_grid(height, width))
     image, classes, instances = render(scene, grid)
     if other is not None:
         exemplar, ex_classes, ex_instances = render(other, grid)

@@ -73,7 +73,7 @@ class ResidualBlock(Composite, keras.layers.Layer):
         return {**super().get_config(), "channels": self.channels}
 
 
-def checkpointed(owner: keras.layers.Layer, prefix: str, layers: list) -> list:
+def attached(owner: keras.layers.Layer, prefix: str, layers: list) -> list:
     """`layers`, each also held as the attribute `prefix_i` of `owner`.
 
     tf.train.Checkpoint does not look into Keras 3's tracked lists: layers held only in
