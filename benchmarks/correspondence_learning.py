@@ -9,7 +9,7 @@
 Trains only the correspondence network, on its own losses (warp-self, warp-cycle,
 alignment; the generator side's Adam, spectral power iterations as in training), and
 every --every steps reports the held-out finest-level end-point error against the zero
-flow (evaluate.heldout_report's pairs), split into pixels inside objects and background
+flow (heldout.heldout_report's pairs), split into pixels inside objects and background
 pixels (class 0). A diagnostic for the demo's EPE target (docs/correspondence.md): it
 separates what the correspondence learns from the generator and the discriminator, and
 shows where its error is. With --frozen-refinement the update blocks' flow heads are
@@ -74,7 +74,7 @@ def finest_predictions(model, data_config, batches: int, batch_size: int):
 
 def region_errors(model, data_config, batches: int = 4, batch_size: int = 8) -> dict:
     """Finest-level end-point errors of the model and of the zero flow, inside objects and
-    on the background (class 0 over the whole block), on evaluate.heldout_report's pairs."""
+    on the background (class 0 over the whole block), on heldout.heldout_report's pairs."""
     import numpy as np
 
     from cocosnet_tf import metrics
@@ -108,7 +108,7 @@ DIAGNOSIS = [("EPE", "epe"), ("zero flow", "zero_flow"), ("top-1 candidate EPE",
 
 
 def diagnose(model, data_config, batches: int = 4, batch_size: int = 8) -> dict:
-    """The --run diagnosis (module docstring) on evaluate.heldout_report's pairs."""
+    """The --run diagnosis (module docstring) on heldout.heldout_report's pairs."""
     import numpy as np
 
     from cocosnet_tf import metrics
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
 
     from cocosnet_tf.data.pipeline import build_dataset
     from cocosnet_tf.layers.spectral import power_iterations
-    from cocosnet_tf.evaluate import heldout_data, heldout_report
+    from cocosnet_tf.heldout import heldout_data, heldout_report
 
     config = synthetic_config(parser, args)
     keras.mixed_precision.set_dtype_policy(config.train.mixed_precision)
@@ -243,7 +243,7 @@ def seeded_model(config):
 def diagnose_run(parser, run: str, overrides: list[str], out: str) -> int:
     from cocosnet_tf.config import ConfigError
     from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
-    from cocosnet_tf.evaluate import heldout_data
+    from cocosnet_tf.heldout import heldout_data
 
     try:
         config = load_run_config(run, overrides)
@@ -318,7 +318,7 @@ def distinct_positions(positions):
 
 
 def ceiling(model, data_config, sigmas: list[float], radius: int, smooth: float, batches: int = 4, batch_size: int = 8) -> list[dict]:
-    """The --ceiling rows (module docstring) on evaluate.heldout_report's pairs."""
+    """The --ceiling rows (module docstring) on heldout.heldout_report's pairs."""
     import numpy as np
     import tensorflow as tf
 
@@ -367,7 +367,7 @@ def ceiling(model, data_config, sigmas: list[float], radius: int, smooth: float,
 
 
 def ceiling_run(parser, args, out: str) -> int:
-    from cocosnet_tf.evaluate import heldout_data
+    from cocosnet_tf.heldout import heldout_data
 
     config = synthetic_config(parser, args)
     if args.radius < 1 or not args.sigmas or min(args.sigmas) <= 0 or not args.smooth > 0:

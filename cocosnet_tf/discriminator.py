@@ -71,8 +71,9 @@ class MultiscaleDiscriminator(Composite, keras.layers.Layer):
     def __init__(self, ndf: int = 64, discriminator_layers: int = 4, num_discriminators: int = 2, **kwargs):
         super().__init__(**kwargs)
         self.ndf, self.discriminator_layers, self.num_discriminators = ndf, discriminator_layers, num_discriminators
-        self.discriminators = attached(self, "scale", [
-            PatchDiscriminator(ndf, discriminator_layers, name=f"discriminator_{i}") for i in range(num_discriminators)])
+        self.discriminators = attached(self, "scale", [PatchDiscriminator(ndf, discriminator_layers,
+                                                                          name=f"discriminator_{i}")
+                                                       for i in range(num_discriminators)])
 
     def call(self, x):
         outputs = []

@@ -45,11 +45,6 @@ TRANSLATE_INPUTS = {
     "edges": "--input EDGES_OR_PHOTO.png --exemplar PHOTO.png",
     "deepfashion": "--input POSE_candidate.txt --exemplar PHOTO.jpg --exemplar-input PHOTO_candidate.txt"}
 TRANSLATE_LABELS = "--input LABELS.png --exemplar PHOTO.png --exemplar-input PHOTO_LABELS.png"
-# heldout.json says which pairs its figures come from: evaluate's differ
-HELDOUT_PAIRS = ("the held-out split (test phase, data.seed + 10007); synthetic data: its first 64 pairs at most, "
-                 "every exemplar from the pair's own scene so that every pair has true flow. python -m "
-                 "cocosnet_tf.evaluate reads the first evaluate.num_samples pairs with the data section's own "
-                 "exemplar mix, so its figures differ")
 
 
 def resume_point(run_dir: Path, overrides: list[str]) -> tuple[Config, Config, str]:
@@ -76,29 +71,6 @@ def refuse_existing_run(run_dir: Path) -> None:
     if folder.exists():
         print(f"note: {folder} holds no complete checkpoint (a run stopped before its first save); "
               "starting afresh", flush=True)
-
-
-def heldout_lines(report: dict) -> list[str]:
-    """heldout.json's figures in words."""
-    lines = [f"held-out check on {report['pairs']} pairs (heldout.json; evaluate measures more):"]
-    if "epe_finest" in report:
-        lines.append(f"  correspondence  the finest warp points {report['epe_finest']:.2f} px away from the true "
-                     f"match on average, {report['epe_ratio']:.2f} x the {report['epe_zero_flow']:.2f} px of not "
-                     "moving at all (lower is better; 1 = no better than no warp)")
-        if "refinement_gain" in report:
-            gain = report["refinement_gain"]
-            lines.append(f"  refinement      the ConvGRU {'removes' if gain >= 0 else 'adds'} {abs(100 * gain):.0f} % "
-                         f"of that error ({report['epe_flow_heads_zeroed']:.2f} px without its flow heads)")
-        lines.append(f"  warp            {report['warp_psnr']:.1f} dB PSNR against the target, "
-                     f"{report['psnr_gain']:+.1f} dB over the unwarped exemplar (higher is better)")
-    else:
-        lines.append(f"  correspondence  not measured: {report.get('note', 'no pairs with true flow')}")
-    lines.append(f"  output          {report['output_psnr']:.1f} dB PSNR, SSIM {report['output_ssim']:.2f} "
-                 "against the target (higher is better)")
-    if "colour_ratio" in report:
-        lines.append(f"  colour          {report['colour_ratio']:.1f} x the target's colour distance to the "
-                     "exemplar (1 = as faithful to the exemplar's colours as the target)")
-    return lines
 
 
 def next_commands(run_dir: Path, config: Config) -> list[str]:
@@ -131,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{config.data.dataset} data at {' x '.join(map(str, config.data.crop_size))}", flush=True)
 
         # TensorFlow loads from here on
-        from cocosnet_tf.evaluate import heldout_report
+        from cocosnet_tf.heldout import HELDOUT_PAIRS, heldout_lines, heldout_report
         from cocosnet_tf.losses.vgg import find_weights
         from cocosnet_tf.model import uses_vgg
         from cocosnet_tf.trainer import NonFiniteLossError, Trainer, configure_devices, weights_fingerprint

@@ -22,8 +22,8 @@ import tensorflow as tf
 from cocosnet_tf.checkpoints import first_line, record_state
 from cocosnet_tf.config import Config, ConfigError
 from cocosnet_tf.data.pipeline import build_dataset, distributed_dataset
-from cocosnet_tf.evaluate import heldout_data
 from cocosnet_tf.fileio import save_png
+from cocosnet_tf.heldout import heldout_data
 from cocosnet_tf.memory import MemoryReleaser
 from cocosnet_tf.model import CoCosNet
 from cocosnet_tf.visualize import translation_grid

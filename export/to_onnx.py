@@ -1,10 +1,10 @@
 """ONNX export through tf2onnx: the float signature's graph, checked, verified with ONNX Runtime.
 
-PatchMatch's chunked evaluation (model.inference_chunk > 0) is a tf.map_fn, which
+PatchMatch's chunked evaluation (runtime.chunk > 0) is a tf.map_fn, which
 tf2onnx turns into an ONNX Loop; ONNX Runtime runs it, so the export keeps the run's
 chunk and with it the bounded memory at large sizes (a dynamic-size graph cannot know
 that a chunk covers the whole level, so the Loop is always there). Execution providers
-without Loop support can take an export made with --set model.inference_chunk=0.
+without Loop support can take an export made with --set runtime.chunk=0.
 """
 
 from __future__ import annotations

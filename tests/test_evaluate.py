@@ -18,7 +18,7 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import fetched, generator_outputs_nan, run_main, save_run
-from cocosnet_tf import evaluate, fid_inception, runs
+from cocosnet_tf import evaluate, fid_inception, heldout, metrics, runs
 from cocosnet_tf.config import ConfigError, load_config
 from cocosnet_tf.data.geometry import xy_grid
 from cocosnet_tf.data.pipeline import build_dataset
@@ -100,7 +100,7 @@ def test_writes_every_file_with_its_keys_and_the_same_numbers_twice(tiny, tmp_pa
     assert corr["computed"] and [e["factor"] for e in corr["levels"]] == [8, 4, 2]
     for entry in corr["levels"]:
         assert entry["pixels"] > 0 and entry["size"] == [SIZE // entry["factor"]] * 2
-        for method in evaluate.FLOW_METHODS:
+        for method in heldout.FLOW_METHODS:
             m = entry[method]
             assert set(m["pck"]) == {"1", "3", "5"} and m["pck"]["1"] <= m["pck"]["3"] <= m["pck"]["5"]
             assert m["epe_image_pixels"] == pytest.approx(m["epe"] * entry["factor"])
@@ -141,8 +141,8 @@ def test_several_batches_run_traced_and_give_the_eager_outputs(tiny):
     model = load_model(config, find_checkpoint(tiny.run, None))
     batch = next(iter(build_dataset(evaluate.evaluation_data(config), 2, repeat=False)))
     inputs = [batch[k] for k in ("label", "exemplar", "exemplar_label")]
-    eager = evaluate.inference_function(model, config, several_batches=False)(*inputs)
-    traced_function = evaluate.inference_function(model, config, several_batches=True)
+    eager = heldout.inference_function(model, config, several_batches=False)(*inputs)
+    traced_function = heldout.inference_function(model, config, several_batches=True)
     assert isinstance(traced_function, tf.types.experimental.GenericFunction)
     traced = traced_function(*inputs)
     assert set(traced) == {"image", "warps", "positions", "weights", "dense_best"}
@@ -173,13 +173,13 @@ def test_correspondence_metrics_of_a_known_shift_at_every_level():
     config = load_config(None, TINY)
     shift = np.array([4.0, 8.0])
     batch = shifted_batch(shift)
-    truth = [evaluate.metrics.flow_at_level(batch["flow"], np.ones((2, SIZE, SIZE), bool), f)[0] for f in (8, 4, 2)]
+    truth = [metrics.flow_at_level(batch["flow"], np.ones((2, SIZE, SIZE), bool), f)[0] for f in (8, 4, 2)]
     k = 16  # the true position as the first of K candidates, with all the weight
     positions = [np.repeat(t[:, :, :, None], k, axis=3) for t in truth[1:]]
     weights = [np.eye(k)[np.zeros(t.shape[:3], int)] for t in truth[1:]]
-    ev = evaluate.Evaluation(config)
+    ev = heldout.Evaluation(config)
     ev.add_correspondence(batch, {"dense_best": truth[0], "positions": positions, "weights": weights})
-    result = evaluate.correspondence_report(ev)
+    result = heldout.correspondence_report(ev)
     assert result["pairs"] == 1
     for entry in result["levels"]:
         f = entry["factor"]
@@ -204,18 +204,18 @@ def test_without_any_known_flow_correspondence_is_not_computed():
     config = load_config(None, TINY)
     batch = shifted_batch(np.zeros(2))
     batch["has_flow"][:] = 0
-    ev = evaluate.Evaluation(config)
+    ev = heldout.Evaluation(config)
     ev.add_correspondence(batch, identity_outputs())
-    result = evaluate.correspondence_report(ev)
+    result = heldout.correspondence_report(ev)
     assert result["computed"] is False and "known flow" in result["reason"]
 
 
 def test_a_level_without_a_whole_known_block_is_reported_empty():
     """Shifted by 57 pixels, only columns 0..6 have a flow inside the exemplar: no 8-pixel
     block is whole, but 4- and 2-pixel blocks are."""
-    ev = evaluate.Evaluation(load_config(None, TINY))
+    ev = heldout.Evaluation(load_config(None, TINY))
     ev.add_correspondence(shifted_batch(np.array([57.0, 0.0])), identity_outputs())
-    result = evaluate.correspondence_report(ev)
+    result = heldout.correspondence_report(ev)
     assert result["computed"] and [e["pixels"] for e in result["levels"]] == [0, 1 * 16, 3 * 32]
     assert result["levels"][0]["model"] == {"epe": None, "epe_image_pixels": None,
                                             "pck": {"1": None, "3": None, "5": None}}
@@ -227,9 +227,9 @@ def test_regions_are_label_classes_or_the_whole_image():
     config = load_config(None, TINY)
     label = np.zeros((1, 2, 2, 8), np.float32)
     label[0, 0, 0, 3] = label[0, 0, 1, 7] = label[0, 1, 0, 0] = 1  # one pixel without a class
-    np.testing.assert_array_equal(evaluate.region_ids(label, config.data), [[[3, 7], [0, -1]]])
+    np.testing.assert_array_equal(heldout.region_ids(label, config.data), [[[3, 7], [0, -1]]])
     edges = load_config(None, ["data.dataset=edges", "data.root=x"]).data
-    np.testing.assert_array_equal(evaluate.region_ids(np.ones((1, 2, 2, 1)), edges), np.zeros((1, 2, 2)))
+    np.testing.assert_array_equal(heldout.region_ids(np.ones((1, 2, 2, 1)), edges), np.zeros((1, 2, 2)))
 
 
 def test_fid_is_computed_with_the_fetched_inception(tiny, tmp_path, capsys, monkeypatch):

@@ -65,7 +65,7 @@ def assert_close(a: dict, b: dict, tolerance: float) -> None:
 
 # the demo's flow loss and kernels; a constant learning rate, because the runs compared
 # here are configured with different train.steps (the decay follows train.steps)
-SUPERVISED = ("losses.flow=10", "train.deterministic=true", "train.decay_steps=0")
+SUPERVISED = ("losses.flow=10", "runtime.deterministic=true", "train.decay_steps=0")
 
 
 def test_sigterm_saves_and_resuming_equals_an_uninterrupted_run(tmp_path):
