@@ -10,21 +10,22 @@ defaults.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 from cocosnet_tf.config import RuntimeConfig
 
-_settings = [RuntimeConfig()]
+_current: ContextVar[RuntimeConfig] = ContextVar("runtime", default=RuntimeConfig())
 
 
 @contextmanager
 def runtime_settings(runtime: RuntimeConfig):
     """Layers made inside the block run with `runtime`."""
-    _settings.append(runtime)
+    token = _current.set(runtime)
     try:
         yield
     finally:
-        _settings.pop()
+        _current.reset(token)
 
 
 def current_runtime() -> RuntimeConfig:
-    return _settings[-1]
+    return _current.get()
