@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     variants = [("the run's held-out split", [])] + [parse_variant(v) for v in args.variant or DEFAULT_VARIANTS]
 
-    from cocosnet_tf.evaluate import heldout_report
+    from cocosnet_tf.heldout import heldout_report
     from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
 
     checkpoint = find_checkpoint(args.run, None)
