@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -43,6 +44,26 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(path, args.overrides)
 
 
+@contextlib.contextmanager
+def _stderr_silenced(silence: bool):
+    """File descriptor 2 to /dev/null while the block runs: TensorFlow's C++ import prints
+    its oneDNN notice before its logging reads TF_CPP_MIN_LOG_LEVEL. An import failure
+    still arrives as an exception, printed after the descriptor is restored."""
+    if not silence:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def run(main_fn) -> None:
     """Run a command body; configuration and data errors end it with one clear line.
     TensorFlow loads here, after the command has parsed its arguments."""
@@ -53,9 +74,11 @@ def run(main_fn) -> None:
     # TF_CPP_MIN_LOG_LEVEL set by the user wins
     for name in ("absl", "tensorflow", "tf2onnx"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    user_log_level = "TF_CPP_MIN_LOG_LEVEL" in os.environ
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        import tensorflow as tf
+        with _stderr_silenced(not user_log_level):
+            import tensorflow as tf
     except ImportError as err:
         print(f"error: {TENSORFLOW_MISSING} ({err})", file=sys.stderr)
         sys.exit(2)

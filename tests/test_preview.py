@@ -1,7 +1,12 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import REPO
 from cocosnet_tf.config import load_config
 from cocosnet_tf.data import preview
 from cocosnet_tf.data.sources import SAMPLE_KEYS
@@ -56,3 +61,14 @@ def test_preview_names_a_corrupt_file_and_writes_nothing(tmp_path, capsys):
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("error: ") and "images/1.png: unreadable or truncated image" in last
     assert not (tmp_path / "out").exists()
+
+
+def test_a_command_prints_no_tensorflow_import_notices(tmp_path):
+    # a newcomer's first command: its own lines only, not TensorFlow's C++ start-up notices
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-m", "cocosnet_tf.data.preview", "--count", "1",
+                             "--set", "data.synthetic.num_samples=2", "--out", str(tmp_path / "p")],
+                            env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "oneDNN" not in result.stderr and "absl::InitializeLog" not in result.stderr, result.stderr
+    assert result.stdout.startswith("wrote 1 samples")
