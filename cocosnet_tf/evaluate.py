@@ -204,7 +204,7 @@ def distribution_markdown(swd: dict, fid: dict) -> list[str]:
 def colour_markdown(section: dict) -> list[str]:
     lines = [f"Colour-histogram distance (earth mover's, [0, 1] intensity units) per region: {section['regions']}.",
              "", "| images | mean distance | regions |", "|---|---|---|"]
-    for name in ("output_vs_exemplar", "target_vs_exemplar"):
+    for name in ("output_vs_exemplar", "target_vs_exemplar", "warp_vs_exemplar"):
         lines.append(f"| {name.replace('_', ' ')} | {number(section[name]['mean'])} | {section[name]['regions']} |")
     return lines
 

@@ -90,7 +90,10 @@ class Evaluation:
         self.flow = {m: [metrics.EndpointStats(PCK_THRESHOLDS) for _ in range(self.levels)] for m in FLOW_METHODS}
         self.quality: dict[str, dict[str, list]] = {}  # image kind -> metric -> per-image values
         self.images: dict[str, list] = {"output": [], "target": [], "exemplar": []}
-        self.colour: dict[str, dict[int, list]] = {"output_vs_exemplar": {}, "target_vs_exemplar": {}}
+        # the finest warp's too: whether the output's colour error is the correspondence's
+        # (the warp already carries it) or the generator's
+        self.colour: dict[str, dict[int, list]] = {"output_vs_exemplar": {}, "target_vs_exemplar": {},
+                                                   "warp_vs_exemplar": {}}
         self.grid_rows: list[tuple[dict, dict]] = []
 
     def flow_methods(self) -> tuple[str, ...]:
@@ -150,7 +153,9 @@ class Evaluation:
         data, min_pixels = self.config.data, self.config.evaluate.histogram_min_pixels
         classes, exemplar_classes = region_ids(batch["label"], data), region_ids(batch["exemplar_label"], data)
         exemplar = to_uint8(batch["exemplar"])
-        for name, images in (("output_vs_exemplar", out["image"]), ("target_vs_exemplar", batch["image"])):
+        warp = tf.image.resize(out["warps"][-1], batch["image"].shape[1:3], "nearest").numpy()
+        for name, images in (("output_vs_exemplar", out["image"]), ("target_vs_exemplar", batch["image"]),
+                             ("warp_vs_exemplar", warp)):
             images = to_uint8(images)
             for i in range(images.shape[0]):
                 found = metrics.class_colour_distances(images[i], classes[i], exemplar[i], exemplar_classes[i],
@@ -258,9 +263,11 @@ def heldout_report(model: CoCosNet, config: Config) -> dict:
     corr, quality, colour = correspondence_report(ev), quality_report(ev), colour_report(ev)
     result = {"pairs": ev.pairs, "output_psnr": quality["output"]["psnr"], "output_ssim": quality["output"]["ssim"],
               "colour_output_vs_exemplar": colour["output_vs_exemplar"]["mean"],
-              "colour_target_vs_exemplar": colour["target_vs_exemplar"]["mean"]}
+              "colour_target_vs_exemplar": colour["target_vs_exemplar"]["mean"],
+              "colour_warp_vs_exemplar": colour["warp_vs_exemplar"]["mean"]}
     if result["colour_target_vs_exemplar"]:
         result["colour_ratio"] = result["colour_output_vs_exemplar"] / result["colour_target_vs_exemplar"]
+        result["colour_ratio_warp"] = result["colour_warp_vs_exemplar"] / result["colour_target_vs_exemplar"]
     if not corr["computed"] or ev.levels < 2:
         return {**result, "note": "no held-out pairs with known flow (or a single correspondence level)"}
     finest, warp = corr["levels"][-1], quality["warps"][-1]
@@ -295,5 +302,6 @@ def heldout_lines(report: dict) -> list[str]:
                  "against the target (higher is better)")
     if "colour_ratio" in report:
         lines.append(f"  colour          {report['colour_ratio']:.1f} x the target's colour distance to the "
-                     "exemplar (1 = as faithful to the exemplar's colours as the target)")
+                     "exemplar (1 = as faithful to the exemplar's colours as the target); the finest warp's: "
+                     f"{report['colour_ratio_warp']:.1f} x")
     return lines

@@ -232,6 +232,23 @@ def test_regions_are_label_classes_or_the_whole_image():
     np.testing.assert_array_equal(heldout.region_ids(np.ones((1, 2, 2, 1)), edges), np.zeros((1, 2, 2)))
 
 
+def test_the_finest_warps_colour_distance_is_measured_at_the_images_size():
+    """A warp that is the exemplar at half size, in 2x2 blocks, reproduces the exemplar's
+    colours exactly once upsampled; the output, a grey image, does not."""
+    config = load_config(None, TINY + ["evaluate.histogram_min_pixels=1"])
+    rng = np.random.default_rng(0)
+    half = rng.uniform(-1, 1, (1, 8, 8, 3)).astype(np.float32)
+    exemplar = np.repeat(np.repeat(half, 2, axis=1), 2, axis=2)
+    label = np.zeros((1, 16, 16, config.data.semantic_nc), np.float32)
+    label[:, :, :8, 1] = label[:, :, 8:, 2] = 1
+    batch = {"label": label, "exemplar_label": label, "exemplar": exemplar, "image": exemplar}
+    ev = heldout.Evaluation(config)
+    ev.add_colours(batch, {"image": np.zeros_like(exemplar), "warps": [half[:, ::2, ::2], half]})
+    report = heldout.colour_report(ev)
+    assert report["warp_vs_exemplar"]["regions"] == report["output_vs_exemplar"]["regions"] == 2
+    assert report["warp_vs_exemplar"]["mean"] == 0.0 < report["output_vs_exemplar"]["mean"]
+
+
 def test_fid_is_computed_with_the_fetched_inception(tiny, tmp_path, capsys, monkeypatch):
     # this machine's weights cache, not the fixture's empty one
     if MACHINE_CACHE is None:
