@@ -23,7 +23,8 @@ DEFAULT_VARIANTS = ("other scenes (data.seed 101):data.seed=101",
                     "motion x1.25:data.synthetic.warp_strength=1.25")
 COLUMNS = (("finest EPE / zero flow", "epe_ratio", "{:.2f}"), ("zero-flow EPE (px)", "epe_zero_flow", "{:.2f}"),
            ("ConvGRU gain", "refinement_gain", "{:.0%}"), ("warp PSNR gain (dB)", "psnr_gain", "{:+.1f}"),
-           ("output PSNR (dB)", "output_psnr", "{:.2f}"), ("colour ratio", "colour_ratio", "{:.1f}x"))
+           ("output PSNR (dB)", "output_psnr", "{:.2f}"), ("colour ratio", "colour_ratio", "{:.1f}x"),
+           ("its finest warp's colour ratio", "colour_ratio_warp", "{:.1f}x"))
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
