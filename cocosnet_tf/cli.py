@@ -47,7 +47,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
 @contextlib.contextmanager
 def _stderr_silenced(silence: bool):
     """File descriptor 2 to /dev/null while the block runs: TensorFlow's C++ import prints
-    its oneDNN notice before its logging reads TF_CPP_MIN_LOG_LEVEL. An import failure
+    its oneDNN notice whatever TF_CPP_MIN_LOG_LEVEL says. An import failure
     still arrives as an exception, printed after the descriptor is restored."""
     if not silence:
         yield
@@ -74,10 +74,10 @@ def run(main_fn) -> None:
     # TF_CPP_MIN_LOG_LEVEL set by the user wins
     for name in ("absl", "tensorflow", "tf2onnx"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    user_log_level = "TF_CPP_MIN_LOG_LEVEL" in os.environ
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        with _stderr_silenced(not user_log_level):
+        # the notices are INFO lines: shown only to a user who asked for INFO (level 0)
+        with _stderr_silenced(os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0"):
             import tensorflow as tf
     except ImportError as err:
         print(f"error: {TENSORFLOW_MISSING} ({err})", file=sys.stderr)
