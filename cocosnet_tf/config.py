@@ -175,6 +175,36 @@ class ModelConfig:
 
 
 @dataclass
+class SeSimConfig:
+    """The spatially-correlative loss of F-LSeSim (Zheng et al. 2021), weighted by
+    losses.spatial_correlative: the output's self-similarity maps (VGG16 relu3_1 and
+    relu4_1) against those of the semantic input or the target (docs/design.md)."""
+
+    patches: int = 256  # query positions per feature map (all of them when the map has fewer)
+    window: int = 9  # local variant: the map of a query is its similarity to this odd-sided window
+    variant: Literal["local", "global"] = "local"  # global: the similarity to the whole feature map
+    distance: Literal["l1", "cosine"] = "cosine"  # between two images' maps at one query
+    # share of each map's entries compared: those where the output's map is highest (the
+    # official code compares the top quarter); 1: all
+    keep: float = 0.25
+    # input: the output keeps the semantic input's structure (its label map coloured by a
+    # fixed palette); target: the target's
+    pair: Literal["input", "target"] = "input"
+    # false: FSeSim, the maps of the fixed VGG16 features; true: LSeSim, two 1x1
+    # convolutions per layer on them, trained by a patch-wise InfoNCE loss of their own
+    learned: bool = False
+    temperature: float = 0.07  # LSeSim's InfoNCE
+    # LSeSim's positives: the same query in a copy of the image that keeps its structure:
+    # brightness, contrast and saturation factors from [1 - jitter, 1 + jitter], a hue
+    # shift within +-hue turns, then a Gaussian blur (sigma 0.1 to 2 pixels) with
+    # probability blur and greyscale with probability grey
+    jitter: float = 0.5
+    hue: float = 0.3
+    blur: float = 0.5
+    grey: float = 0.2
+
+
+@dataclass
 class LossConfig:
     gan: float = 10.0
     gan_feat: float = 10.0
@@ -197,6 +227,10 @@ class LossConfig:
     # `python -m cocosnet_tf.weights fetch vgg16` (the same five relu taps, a deviation)
     vgg_network: Literal["vgg19", "vgg16"] = "vgg19"
     vgg_weights: str = ""  # .h5/.weights.h5 file; empty: the network's cache
+    # beyond the official CoCosNet code (0 there): the spatially-correlative loss of
+    # F-LSeSim, with torchvision's VGG16 (`python -m cocosnet_tf.weights fetch vgg16`)
+    spatial_correlative: float = 0.0
+    sesim: SeSimConfig = field(default_factory=SeSimConfig)
 
 
 @dataclass
@@ -478,6 +512,19 @@ def _check_size(size: list[int], key: str) -> None:
         )
 
 
+def _check_sesim(s: SeSimConfig) -> None:
+    _require(s.patches >= 1, "losses.sesim.patches", f"must be >= 1, got {s.patches}")
+    _require(s.window >= 3 and s.window % 2 == 1, "losses.sesim.window",
+             f"must be odd and >= 3 (a window centred on its query), got {s.window}")
+    _require(0 < s.keep <= 1, "losses.sesim.keep", f"must be within (0, 1], got {s.keep}")
+    _require(s.temperature > 0, "losses.sesim.temperature", f"must be > 0, got {s.temperature}")
+    _require(0 <= s.jitter < 1, "losses.sesim.jitter", f"must be in [0, 1) (factors stay positive), got {s.jitter}")
+    _require(0 <= s.hue <= 0.5, "losses.sesim.hue", f"must be in [0, 0.5] turns, got {s.hue}")
+    for key in ("blur", "grey"):
+        value = getattr(s, key)
+        _require(0 <= value <= 1, f"losses.sesim.{key}", f"must be a probability, got {value}")
+
+
 def _check_values(c: Config) -> None:
     d = c.data
     _check_size(d.crop_size, "data.crop_size")
@@ -550,6 +597,7 @@ def _check_values(c: Config) -> None:
         if isinstance(value, float):
             _require(value >= 0, f"losses.{f.name}", f"loss weights must be >= 0, got {value}")
     _require(0 < c.losses.flow_gamma <= 1, "losses.flow_gamma", f"must be within (0, 1], got {c.losses.flow_gamma}")
+    _check_sesim(c.losses.sesim)
 
     t = c.train
     for key in ("batch_size", "steps", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every"):

@@ -21,6 +21,9 @@ Metrics:
                    outputs against the targets; the exemplars against the targets beside them
   faithfulness     per semantic class, the colour-histogram distance between the output
                    and the exemplar (the target and the exemplar beside it)
+  structure        sesim_distance: the spatially-correlative distance (FSeSim, VGG16,
+                   when its weights are on this machine) of the output to the semantic
+                   input (the target's beside it)
 
 Design decisions:
 
@@ -44,16 +47,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
+import tensorflow as tf
 
 from cocosnet_tf import fid_inception, metrics
+from cocosnet_tf import weights as cached_weights
 from cocosnet_tf.cli import add_run_arguments, add_set_argument, run
 from cocosnet_tf.config import SWD_PATCH_SIZE, Config, ConfigError, DataConfig
 from cocosnet_tf.fileio import Staging
 from cocosnet_tf.heldout import (FLOW_METHODS, PCK_THRESHOLDS, Evaluation, colour_report, correspondence_report,
                                  evaluate, heldout_data, quality_report)
+from cocosnet_tf.losses import sesim
+from cocosnet_tf.losses.vgg import features
 from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
 from cocosnet_tf.visualize import translation_grid
 
@@ -85,6 +92,10 @@ CONVENTIONS = {
             "evaluate.swd_directions random unit projections; all draws from evaluate.seed"),
     "fid": ("Frechet distance of the standard FID Inception-v3's pool features (the 2015 TF graph, as "
             f"published FIDs use it); images: {fid_inception.IMAGE_FORMAT}; covariances with N - 1"),
+    "sesim_distance": ("FSeSim structure distance to the semantic input (pictured as the previews picture it): "
+                       "self-similarity maps of torchvision's VGG16 relu3_1 and relu4_1 at losses.sesim's "
+                       "patches, window, variant, distance and keep, queries drawn from evaluate.seed; mean over "
+                       "pairs; 0 for the same structure"),
     "colour": ("per pair and class present in both images with >= evaluate.histogram_min_pixels pixels: the "
                "earth mover's distance of the 256-bin colour histograms, per channel (area between the "
                "cumulative histograms), in [0, 1] intensity units, mean of R, G, B; mean over (pair, class)"),
@@ -132,6 +143,27 @@ def fid_report(images: dict[str, np.ndarray], weights, reason: str) -> dict:
     return report
 
 
+def sesim_report(ev: Evaluation, config: Config) -> dict:
+    """The FSeSim distance of the outputs and of the targets to the inputs, with the fixed
+    VGG16 whatever losses.sesim.learned says (learned heads would measure with the run's
+    own yardstick)."""
+    path = cached_weights.cached("vgg16")
+    if path is None:
+        return {"computed": False, "reason": "no VGG16 weights (python -m cocosnet_tf.weights fetch vgg16)"}
+    trunk = sesim.build_trunk(path)
+    measure = sesim.SpatialCorrelative(**{**asdict(config.losses.sesim), "learned": False}, seed=config.evaluate.seed)
+    inputs = np.concatenate(ev.inputs)
+    report = {"computed": True, "pairs": int(inputs.shape[0]), "weights": str(path)}
+    for name in ("output", "target"):
+        images, found = np.concatenate(ev.images[name]), []
+        for start in range(0, len(inputs), config.evaluate.batch_size):
+            pair = [features(trunk, tf.constant(x[start:start + config.evaluate.batch_size], tf.float32) / 127.5 - 1.0)
+                    for x in (inputs, images)]
+            found.append(measure.structure_distance(*pair, step=0).numpy())
+        report[f"input_vs_{name}"] = float(np.mean(np.concatenate(found)))
+    return report
+
+
 def report(ev: Evaluation, run_dir: str, checkpoint: str, data: DataConfig, weights, fid_reason: str) -> dict:
     images = {k: np.concatenate(v) for k, v in ev.images.items()}
     return {
@@ -144,6 +176,7 @@ def report(ev: Evaluation, run_dir: str, checkpoint: str, data: DataConfig, weig
         "swd": swd_report(images, ev.config),
         "fid": fid_report(images, weights, fid_reason),
         "colour": colour_report(ev),
+        "sesim_distance": sesim_report(ev, ev.config),
     }
 
 
@@ -209,6 +242,14 @@ def colour_markdown(section: dict) -> list[str]:
     return lines
 
 
+def sesim_markdown(section: dict) -> list[str]:
+    if not section["computed"]:
+        return [f"Spatially-correlative distance not computed: {section['reason']}."]
+    return [f"Spatially-correlative (FSeSim) distance to the semantic input: output "
+            f"{number(section['input_vs_output'])}, target {number(section['input_vs_target'])} "
+            f"({section['pairs']} pairs)."]
+
+
 def markdown(result: dict) -> str:
     split = result["split"]
     h, w = split["size"]
@@ -220,6 +261,7 @@ def markdown(result: dict) -> str:
     lines += ["", "## Quality against the target", ""] + quality_markdown(result["quality"])
     lines += ["", "## Distribution", ""] + distribution_markdown(result["swd"], result["fid"])
     lines += ["", "## Exemplar faithfulness", ""] + colour_markdown(result["colour"])
+    lines += ["", "## Structure", ""] + sesim_markdown(result["sesim_distance"])
     return "\n".join(lines) + "\n"
 
 

@@ -18,6 +18,7 @@ import tensorflow as tf
 from cocosnet_tf import metrics
 from cocosnet_tf.config import Config, DataConfig
 from cocosnet_tf.correspondence.network import level_factor
+from cocosnet_tf.data.labels import colourise
 from cocosnet_tf.data.pipeline import build_dataset
 from cocosnet_tf.data.sources import build_source
 from cocosnet_tf.fileio import DataError
@@ -90,6 +91,7 @@ class Evaluation:
         self.flow = {m: [metrics.EndpointStats(PCK_THRESHOLDS) for _ in range(self.levels)] for m in FLOW_METHODS}
         self.quality: dict[str, dict[str, list]] = {}  # image kind -> metric -> per-image values
         self.images: dict[str, list] = {"output": [], "target": [], "exemplar": []}
+        self.inputs: list[np.ndarray] = []  # the semantic inputs as pictures (uint8)
         # the finest warp's too: whether the output's colour error is the correspondence's
         # (the warp already carries it) or the generator's
         self.colour: dict[str, dict[int, list]] = {"output_vs_exemplar": {}, "target_vs_exemplar": {},
@@ -109,6 +111,7 @@ class Evaluation:
         self.add_colours(batch, out)
         for key, image in (("output", out["image"]), ("target", batch["image"]), ("exemplar", batch["exemplar"])):
             self.images[key].append(to_uint8(image))
+        self.inputs.append(colourise(batch["label"]))
         if sum(len(b["label"]) for b, _ in self.grid_rows) < self.config.evaluate.grid_rows:
             self.grid_rows.append((batch, out))
 

@@ -4,7 +4,8 @@ for training.
 `call(label, exemplar, exemplar_label)` is inference: {"image", "warps"}.
 `train_step(batch)` runs one generator step (correspondence and generator, their Adam
 with lr/2) and one discriminator step (its Adam with 2 lr) on the generator step's
-output, as the official trainer; it returns every loss. Gradients are computed in
+output, as the official trainer (with LSeSim, a step of its heads between them); it
+returns every loss. Gradients are computed in
 `tf.function`s compiled with XLA when `train.jit_compile` is set; applying them (and,
 under tf.distribute, the all-reduce of the gradients) happens outside XLA.
 
@@ -15,6 +16,7 @@ replicas is the loss of the global batch (tf.nn.compute_average_loss).
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import asdict
 
 import keras
 import tensorflow as tf
@@ -26,7 +28,7 @@ from cocosnet_tf.generator import Generator
 from cocosnet_tf.layers.blocks import init_gain
 from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.spectral import power_iterations
-from cocosnet_tf.losses import adversarial, contextual, correspondence, vgg
+from cocosnet_tf.losses import adversarial, contextual, correspondence, sesim, vgg
 from cocosnet_tf.losses.adversarial import per_sample_mean
 from cocosnet_tf.runtime import runtime_settings
 
@@ -64,6 +66,7 @@ class LossNetworks:
     the model, its checkpoints or its exports."""
 
     vgg: keras.Model | None = None
+    sesim: keras.Model | None = None  # VGG16 to relu3_1 and relu4_1, for losses.spatial_correlative
 
 
 def full_precision(config: Config) -> tf.DType:
@@ -100,6 +103,11 @@ class CoCosNet(Composite, keras.Model):
                                        name="generator")
             self.discriminator = MultiscaleDiscriminator(m.ndf, discriminator_layers=m.discriminator_layers,
                                                          num_discriminators=m.num_discriminators, name="discriminator")
+        # the spatially-correlative loss; with losses.sesim.learned it holds trained heads,
+        # checkpointed with the model
+        self.sesim = (sesim.SpatialCorrelative(**asdict(config.losses.sesim), seed=config.train.seed,
+                                               dtype=self.full_precision.name, name="sesim")
+                      if config.losses.spatial_correlative > 0 else None)
         self._loss_networks = LossNetworks()
         self.global_batch = config.train.batch_size
 
@@ -123,8 +131,8 @@ class CoCosNet(Composite, keras.Model):
         return self.correspondence.trainable_variables + self.generator.trainable_variables
 
     # ------------------------------------------------------------------ training
-    def setup_training(self, vgg_model: keras.Model | None = None) -> None:
-        """Optimisers (and the VGG model when a VGG loss is on); call in the strategy scope."""
+    def setup_training(self, vgg_model: keras.Model | None = None, sesim_trunk: keras.Model | None = None) -> None:
+        """Optimisers (and the VGG models of the losses that are on); call in the strategy scope."""
         t = self.config.train
         self.g_optimizer = keras.optimizers.Adam(learning_rate(t.lr / 2, t), beta_1=t.beta1, beta_2=t.beta2,
                                                  epsilon=GENERATOR_ADAM_EPSILON, name="g_adam")
@@ -140,6 +148,15 @@ class CoCosNet(Composite, keras.Model):
         self.g_optimizer.build(self.generator_variables())
         self.d_optimizer.build(self.discriminator.trainable_variables)
         jit = t.jit_compile
+        if self.sesim is not None:
+            self._loss_networks.sesim = sesim_trunk or sesim.build_trunk(sesim.find_trunk_weights())
+        if self.sesim is not None and self.sesim.learned:
+            # the heads' own Adam at the generator's rate, as the official code
+            self.sesim.build()
+            self.sesim_optimizer = keras.optimizers.Adam(learning_rate(t.lr / 2, t), beta_1=t.beta1, beta_2=t.beta2,
+                                                         name="sesim_adam")
+            self.sesim_optimizer.build(self.sesim.trainable_variables)
+            self._sesim_gradients = tf.function(self._sesim_gradients_eager, jit_compile=jit)
         self._generator_gradients = tf.function(self._generator_gradients_eager, jit_compile=jit)
         self._discriminator_gradients = tf.function(self._discriminator_gradients_eager, jit_compile=jit)
 
@@ -186,6 +203,9 @@ class CoCosNet(Composite, keras.Model):
             if w.contextual > 0:
                 exemplar_f = vgg.features(vgg_model, exemplar)
                 losses["contextual"] = w.contextual * self._average(contextual.contextual_vgg(fake_f, exemplar_f))
+        if self.sesim is not None:
+            losses["spatial_correlative"] = w.spatial_correlative * self._average(
+                self.sesim.loss(self._loss_networks.sesim, batch, fake, self.g_optimizer.iterations))
         return {**losses, **self.correspondence_losses(batch, out, self_ref_total)}, fake
 
     def correspondence_losses(self, batch, out, self_ref_total):
@@ -215,6 +235,13 @@ class CoCosNet(Composite, keras.Model):
             total = tf.add_n(list(losses.values()))
             scaled = self.g_optimizer.scale_loss(total)  # identity unless a LossScaleOptimizer
         return tape.gradient(scaled, variables), {**losses, "total": total}, fake
+
+    def _sesim_gradients_eager(self, batch, fake):
+        """The LSeSim heads' gradients of their own loss; the generator's term never updates them."""
+        with tf.GradientTape() as tape:
+            loss = self._average(self.sesim.heads_loss(self._loss_networks.sesim, batch, fake,
+                                                       self.g_optimizer.iterations))
+        return tape.gradient(loss, self.sesim.trainable_variables), loss
 
     def discriminator_losses(self, batch, fake):
         fake_d, real_d = self._discriminate(batch["label"], tf.stop_gradient(fake), batch["image"])
@@ -248,7 +275,11 @@ class CoCosNet(Composite, keras.Model):
         power_iterations(self.discriminator)
         g_grads, g_losses, fake = self._generator_gradients(batch, self_ref_total)
         self.g_optimizer.apply_gradients(zip(g_grads, self.generator_variables()))
+        heads = {}
+        if self.sesim is not None and self.sesim.learned:
+            s_grads, heads["sesim_contrastive"] = self._sesim_gradients(batch, fake)
+            self.sesim_optimizer.apply_gradients(zip(s_grads, self.sesim.trainable_variables))
         power_iterations(self.discriminator)
         d_grads, d_losses = self._discriminator_gradients(batch, fake)
         self.d_optimizer.apply_gradients(zip(d_grads, self.discriminator.trainable_variables))
-        return {**{f"G_{k}": v for k, v in g_losses.items()}, **{f"D_{k}": v for k, v in d_losses.items()}}
+        return {**{f"G_{k}": v for k, v in g_losses.items()}, **{f"D_{k}": v for k, v in d_losses.items()}, **heads}

@@ -90,7 +90,7 @@ def test_writes_every_file_with_its_keys_and_the_same_numbers_twice(tiny, tmp_pa
 
     result = json.loads(first)
     assert set(result) == {"run", "checkpoint", "split", "conventions", "correspondence", "quality", "swd", "fid",
-                           "colour"}
+                           "colour", "sesim_distance"}
     assert result["checkpoint"].endswith("ckpt-1")
     split = result["split"]
     assert split["pairs"] == 6 and split["phase"] == "test" and split["seed"] == 10007
@@ -119,6 +119,7 @@ def test_writes_every_file_with_its_keys_and_the_same_numbers_twice(tiny, tmp_pa
     assert len(swd["output_vs_target"]["levels"]) == 3 and swd["output_vs_target"]["mean"] > 0
     assert result["fid"] == {"computed": False, "reason": result["fid"]["reason"]}
     assert "cocosnet_tf.weights fetch inception" in result["fid"]["reason"]
+    assert not result["sesim_distance"]["computed"] and "fetch vgg16" in result["sesim_distance"]["reason"]
     assert "uint8" in result["conventions"]["fid"] and "uint8" in result["conventions"]["images"]
 
     colour = result["colour"]
@@ -127,7 +128,7 @@ def test_writes_every_file_with_its_keys_and_the_same_numbers_twice(tiny, tmp_pa
 
     markdown = (outputs[0] / "metrics.md").read_text()
     for heading in ("## Correspondence", "## Quality against the target", "## Distribution",
-                    "## Exemplar faithfulness", "FID not computed"):
+                    "## Exemplar faithfulness", "FID not computed", "## Structure"):
         assert heading in markdown
     grid = np.asarray(Image.open(outputs[0] / "examples.png"))
     columns = 2 + LEVELS + 2  # input, exemplar, warps, output, target

@@ -63,9 +63,10 @@ def find_weights(path: str = "", network: str = "vgg19") -> Path:
         "loss weights to 0")
 
 
-def build_vgg(weights: str | Path | None, network: str = "vgg19") -> keras.Model:
-    """A frozen model from an image in [-1, 1] to the five relu features, the network's
-    own preprocessing inside. weights=None gives random weights (tests only)."""
+def build_vgg(weights: str | Path | None, network: str = "vgg19", layers: tuple[str, ...] = LAYERS) -> keras.Model:
+    """A frozen model from an image in [-1, 1] to the relu features of `layers` (Keras'
+    layer names; default the five of the losses here), the network's own preprocessing
+    inside. weights=None gives random weights (tests only)."""
     base = NETWORKS[network](include_top=False, weights=None)
     if weights is not None:
         base.load_weights(str(weights))
@@ -75,7 +76,7 @@ def build_vgg(weights: str | Path | None, network: str = "vgg19") -> keras.Model
         pixels = (((image + 1.0) / 2.0) - keras.ops.array(IMAGENET_MEAN_RGB)) / keras.ops.array(IMAGENET_STD_RGB)
     else:
         pixels = keras.ops.flip((image + 1.0) * 127.5, axis=-1) - keras.ops.array(CAFFE_MEAN_BGR)
-    taps = keras.Model(base.input, [base.get_layer(name).output for name in LAYERS])
+    taps = keras.Model(base.input, [base.get_layer(name).output for name in layers])
     return keras.Model(image, taps(pixels), name=f"{network}_features")
 
 
