@@ -157,8 +157,8 @@ def sesim_report(ev: Evaluation, config: Config) -> dict:
     for name in ("output", "target"):
         images, found = np.concatenate(ev.images[name]), []
         for start in range(0, len(inputs), config.evaluate.batch_size):
-            pair = [features(trunk, tf.constant(x[start:start + config.evaluate.batch_size], tf.float32) / 127.5 - 1.0)
-                    for x in (inputs, images)]
+            end = start + config.evaluate.batch_size
+            pair = [features(trunk, tf.constant(x[start:end].astype(np.float32) / 127.5 - 1.0)) for x in (inputs, images)]
             found.append(measure.structure_distance(*pair, step=0).numpy())
         report[f"input_vs_{name}"] = float(np.mean(np.concatenate(found)))
     return report
