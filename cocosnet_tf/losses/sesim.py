@@ -78,9 +78,8 @@ def colourise(semantic: tf.Tensor) -> tf.Tensor:
     elif channels == POSE_CHANNELS:
         rgb = tf.clip_by_value(semantic[..., :3], 0.0, 1.0)
     else:
-        colours = tf.constant(palette(channels) / 255.0, semantic.dtype)
-        labelled = tf.cast(tf.reduce_max(semantic, axis=-1, keepdims=True) > 0, semantic.dtype)
-        rgb = tf.gather(colours, tf.argmax(semantic, axis=-1)) * labelled
+        # a pixel of no class has argmax 0, and class 0's colour is black too
+        rgb = tf.gather(tf.constant(palette(channels) / 255.0, semantic.dtype), tf.argmax(semantic, axis=-1))
     return rgb * 2.0 - 1.0
 
 
