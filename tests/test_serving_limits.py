@@ -11,7 +11,7 @@ import threading
 import time
 from types import SimpleNamespace
 
-from serving.server import Limits, Model, make_server
+from cocosnet_tf.serving.server import Limits, Model, make_server
 
 MB = 2**20
 

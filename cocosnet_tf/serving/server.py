@@ -29,8 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
-from export.layout import FLOAT_SIGNATURE
-from serving import api
+from cocosnet_tf.export.layout import FLOAT_SIGNATURE
+from cocosnet_tf.serving import api
 
 LOG = logging.getLogger("serving")
 ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<rest>/metadata|:predict)?$")

@@ -1,6 +1,6 @@
-"""`python -m serving.client`: translate one pair through a server (ours or TF-Serving).
+"""`python -m cocosnet_tf.serving.client`: translate one pair through a server (ours or TF-Serving).
 
-    python -m serving.client --url http://127.0.0.1:8501 --model cocosnet \\
+    python -m cocosnet_tf.serving.client --url http://127.0.0.1:8501 --model cocosnet \\
         --config exports/onnx/cocosnet/1/assets.extra/config.yaml \\
         --input labels.png --exemplar photo.png [--exemplar-input photo_labels.png] --out out.png
 
@@ -24,7 +24,7 @@ import urllib.request
 
 import numpy as np
 
-DEFAULT_URL = "http://127.0.0.1:8501"  # python -m serving's default --host and --port
+DEFAULT_URL = "http://127.0.0.1:8501"  # python -m cocosnet_tf.serving's default --host and --port
 
 
 class ServerError(Exception):
@@ -53,7 +53,8 @@ def predict(url: str, model: str, inputs: dict[str, np.ndarray], timeout: float 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m serving.client", description=__doc__.split("\n\n", 1)[1],
+    parser = argparse.ArgumentParser(prog="python -m cocosnet_tf.serving.client",
+                                     description=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default=DEFAULT_URL, help="the server (default %(default)s)")
     parser.add_argument("--model", default="cocosnet", help="model name in the server's URLs (default %(default)s)")

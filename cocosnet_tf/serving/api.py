@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 
-from serving.backends import Signature, Spec
+from cocosnet_tf.serving.backends import Signature, Spec
 
 MIN_SIDE, SIDE_MULTIPLE = 64, 32  # the network's sizes (cocosnet_tf.config)
 MAX_DEPTH = 16  # a request nests 6 deep: {"instances": [{"label": [[[...]]]}]}

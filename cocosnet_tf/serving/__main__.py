@@ -1,7 +1,7 @@
-"""`python -m serving`: serve an exported model over TF-Serving's REST API.
+"""`python -m cocosnet_tf.serving`: serve an exported model over TF-Serving's REST API.
 
-    python -m serving --model-dir exports/onnx/cocosnet [--port 8501] [--device cpu|cuda|auto]
-    python -m serving --model-dir exports/savedmodel/cocosnet --backend savedmodel
+    python -m cocosnet_tf.serving --model-dir exports/onnx/cocosnet [--port 8501] [--device cpu|cuda|auto]
+    python -m cocosnet_tf.serving --model-dir exports/savedmodel/cocosnet --backend savedmodel
 
 Serves the newest version in BASE/NAME (or --version) as model NAME:
 GET /v1/models/NAME, GET /v1/models/NAME/metadata, POST /v1/models/NAME:predict
@@ -26,7 +26,7 @@ import threading
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__.split("\n\n", 1)[1],
+    parser = argparse.ArgumentParser(prog="python -m cocosnet_tf.serving", description=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", required=True, metavar="BASE/NAME", help="folder of version folders")
     parser.add_argument("--name", default=None, help="model name in URLs (default: the folder's name)")
@@ -61,9 +61,9 @@ def main(argv: list[str] | None = None) -> None:
 
     # after parsing, so that --help and argument errors do not wait for TensorFlow
     from cocosnet_tf.cli import run
-    from export.layout import newest_version
-    from serving import backends
-    from serving.server import Limits, Model, make_server
+    from cocosnet_tf.export.layout import newest_version
+    from cocosnet_tf.serving import backends
+    from cocosnet_tf.serving.server import Limits, Model, make_server
 
     def body() -> None:
         model_dir = os.path.normpath(args.model_dir)
