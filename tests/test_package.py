@@ -69,15 +69,18 @@ def test_library_never_imports_export_or_serving():
                 assert not IMPORTS_EXPORT_OR_SERVING.search(text), name
 
 
+def not_sources(folder, names):
+    """What a checkout holds besides its sources (a venv, runs, caches, build output)."""
+    top = {".git", ".venv", "runs", "data", "exports", "build", "dist"} if os.path.samefile(folder, REPO) else set()
+    return [n for n in names if n in top or n in ("__pycache__", ".pytest_cache") or n.endswith(".egg-info")]
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
-    """The wheel built from a copy of the sources (the build leaves build/ and egg-info behind)."""
+    """The wheel built from a copy of the checkout (the build leaves build/ and egg-info behind)."""
     root = tmp_path_factory.mktemp("wheel")
     source = root / "source"
-    shutil.copytree(os.path.join(REPO, "cocosnet_tf"), source / "cocosnet_tf",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(os.path.join(REPO, name), source / name)
+    shutil.copytree(REPO, source, ignore=not_sources)
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                            str(root / "dist"), str(source)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
