@@ -110,7 +110,7 @@ def serve_load(model_dir: Path, semantic_nc: int, size: int, requests: int, conc
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     log = model_dir.parent / "server.log"
     proc = subprocess.Popen([sys.executable, "-m", "cocosnet_tf.serving", "--model-dir", str(model_dir), "--port", "0",
-                             "--max-batch", "1", "--queue", str(2 * concurrency)], cwd=ROOT, env=env,
+                             "--no-grpc", "--max-batch", "1", "--queue", str(2 * concurrency)], cwd=ROOT, env=env,
                             stdout=open(log, "w"), stderr=subprocess.STDOUT)
     try:
         url = wait_for_url(proc, log)

@@ -38,11 +38,13 @@ PREDICT = "/v1/models/cocosnet:predict"
 
 
 def start(model_dir, log, *extra):
-    """The server on a free port; returns (process, base URL) once it listens."""
+    """The server on a free port; returns (process, base URL) once it listens. REST only
+    unless EXTRA has --grpc-port (tests/test_serving_grpc.py)."""
     env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
     out = open(log, "w")
+    grpc = [] if "--grpc-port" in extra else ["--no-grpc"]
     proc = subprocess.Popen([sys.executable, "-m", "cocosnet_tf.serving", "--model-dir", str(model_dir), "--port", "0",
-                             *extra], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+                             *grpc, *extra], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.time() + 180
     while time.time() < deadline:
         found = re.search(r"on (http://127\.0\.0\.1:\d+)", open(log).read())

@@ -1,3 +1,3 @@
-"""TF-Serving model config and a TF-Serving-compatible REST server and client.
+"""A TF-Serving-compatible server (REST and gRPC) and client, and TF-Serving's model config.
 
 Built on the rest of cocosnet_tf, which never imports from here."""
