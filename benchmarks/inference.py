@@ -4,14 +4,14 @@
     python benchmarks/inference.py --run runs/mine --sizes 512 --backends onnx --repeats 10
 
 The model is a trained run (--run, default runs/demo), translated at --sizes (the
-networks are resolution-general). It is exported once with python -m export (SavedModel
+networks are resolution-general). It is exported once with python -m cocosnet_tf.export (SavedModel
 and ONNX, each verified; their time is reported). Why not the official model size with
 random weights: its untrained features are so close to zero that their normalisation
 amplifies rounding, and the ONNX export's parity checks refuse it (dense level 0.017 to
 0.03 against its 0.01 limit), as they should. Then, one process per case (harness.py):
 Keras (the model in a tf.function, XLA per --xla), the reloaded SavedModel, and ONNX
 Runtime (CPU provider) translate one pair (batch 1) at each size: one warm-up call, then
---repeats timed calls (p50, p95) and the process's peak RSS. Last, python -m serving
+--repeats timed calls (p50, p95) and the process's peak RSS. Last, python -m cocosnet_tf.serving
 (ONNX Runtime) answers --requests predict requests at --server-size from --concurrency
 client threads: requests/s, latency p50/p95 and 503s.
 """
@@ -46,7 +46,7 @@ def percentile(times: list[float], q: float) -> float:
 
 
 def sample(semantic_nc: int, size: int, seed: int = 0) -> dict:
-    from export.verify import sample_inputs
+    from cocosnet_tf.export.verify import sample_inputs
 
     return sample_inputs(semantic_nc, (size, size), [False], seed)
 
@@ -55,7 +55,7 @@ def run_case(case: dict) -> dict:
     guard_memory(case["max_rss_gb"])
     inputs = sample(semantic_channels(case["run"]), case["size"])
     if case["backend"] == "onnx":
-        from export.to_onnx import session
+        from cocosnet_tf.export.to_onnx import session
 
         runner = session(case["onnx"])
         call = lambda: runner.run(None, inputs)  # noqa: E731
@@ -96,21 +96,21 @@ def semantic_channels(run: str) -> int:
 def export(kind: str, run: Path, base: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "export", kind, "--run", str(run), "--out", str(base)],
+    done = subprocess.run([sys.executable, "-m", "cocosnet_tf.export", kind, "--run", str(run), "--out", str(base)],
                           capture_output=True, text=True, env=env, cwd=ROOT)
     if done.returncode:
-        raise SystemExit(f"python -m export {kind} failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"python -m cocosnet_tf.export {kind} failed:\n{done.stderr[-3000:]}")
     verified = [line for line in done.stdout.splitlines() if line.startswith("verified")]
     print(f"export {kind}: {time.perf_counter() - start:.0f} s\n  " + "\n  ".join(verified), flush=True)
     return {"kind": kind, "seconds": round(time.perf_counter() - start, 1), "verified": verified}
 
 
 def serve_load(model_dir: Path, semantic_nc: int, size: int, requests: int, concurrency: int) -> dict:
-    """Requests/s and latency of python -m serving (ONNX Runtime) under `concurrency` clients."""
+    """Requests/s and latency of python -m cocosnet_tf.serving (ONNX Runtime) under `concurrency` clients."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     log = model_dir.parent / "server.log"
-    proc = subprocess.Popen([sys.executable, "-m", "serving", "--model-dir", str(model_dir), "--port", "0",
-                             "--max-batch", "1", "--queue", str(2 * concurrency)], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "cocosnet_tf.serving", "--model-dir", str(model_dir), "--port", "0",
+                             "--no-grpc", "--max-batch", "1", "--queue", str(2 * concurrency)], cwd=ROOT, env=env,
                             stdout=open(log, "w"), stderr=subprocess.STDOUT)
     try:
         url = wait_for_url(proc, log)

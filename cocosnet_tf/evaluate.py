@@ -48,58 +48,63 @@ import argparse
 import json
 import os
 from dataclasses import asdict, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
 
-from cocosnet_tf import fid_inception, metrics
-from cocosnet_tf import weights as cached_weights
+from cocosnet_tf import metrics
 from cocosnet_tf.cli import add_run_arguments, add_set_argument, run
 from cocosnet_tf.config import SWD_PATCH_SIZE, Config, ConfigError, DataConfig
 from cocosnet_tf.fileio import Staging
-from cocosnet_tf.heldout import (FLOW_METHODS, PCK_THRESHOLDS, Evaluation, colour_report, correspondence_report,
-                                 evaluate, heldout_data, quality_report)
-from cocosnet_tf.losses import sesim
-from cocosnet_tf.losses.vgg import features
-from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
 from cocosnet_tf.visualize import translation_grid
+
+if TYPE_CHECKING:
+    from cocosnet_tf.heldout import Evaluation
+
+# fid_inception, heldout and runs load TensorFlow: they are imported where they are used, so
+# that --help and usage errors answer at once
 
 OUTPUT_FILES = ("metrics.json", "metrics.md", "examples.png", "config.yaml")
 
-CONVENTIONS = {
-    "images": "every image metric reads images rounded to uint8 RGB, as a PNG holds them",
-    "correspondence": (
-        "flow: absolute exemplar positions (x, y), pixel centres at integers; level l's true flow is the "
-        "full-size flow averaged over each block, in that level's pixels, where the whole block's flow is "
-        "known and inside the exemplar. Predicted: level 0 the dense level's best match (argmax), finer "
-        "levels the softmax-weighted mean of their K candidates (where the warp samples); the true flow is "
-        "known where the target point is visible in the exemplar (flow_mask). epe: mean "
-        "Euclidean error over pixels of all pairs in level pixels, epe_image_pixels: the same times the "
-        "level's factor; pck: share of pixels with error <= 1, 3, 5 level pixels. zero_flow: every pixel "
-        "matched to itself; coarsest_upsampled: level 0's displacements scaled and repeated over each "
-        "block (nearest upsampling); flow_heads_zeroed: the model with its ConvGRU update blocks' flow heads "
-        "zeroed (propagation and selection without learned corrections)"),
-    "psnr": "dB, images mapped to [0, 1], MSE floored at 1e-12 (identical images: 120 dB); mean over images",
-    "ssim": ("Wang et al. 2004 on [0, 1] images: 11 x 11 Gaussian window sigma 1.5, K1 0.01, K2 0.03, per "
-             "channel, mean over valid windows (as tf.image.ssim); none for images under 11 pixels"),
-    "l1": "mean absolute difference in [0, 1] intensity units",
-    "quality_pairs": ("output: every pair; warps and the unwarped exemplar (pooled to the level like the "
-                      "target): pairs whose exemplar shows the target's content (self_ref), as warp-self"),
-    "swd": (f"sliced Wasserstein distance x {metrics.SWD_SCALE:g} (Karras et al. 2018) per Laplacian-pyramid "
-            f"level (5-tap binomial, mirrored borders), finest first, down to evaluate.swd_min_resolution: "
-            f"evaluate.swd_patches {SWD_PATCH_SIZE}x{SWD_PATCH_SIZE} patches per image and level at the same "
-            "random positions in both sets, each channel normalised per level within each set, "
-            "evaluate.swd_directions random unit projections; all draws from evaluate.seed"),
-    "fid": ("Frechet distance of the standard FID Inception-v3's pool features (the 2015 TF graph, as "
-            f"published FIDs use it); images: {fid_inception.IMAGE_FORMAT}; covariances with N - 1"),
-    "sesim_distance": ("FSeSim structure distance to the semantic input (pictured as the previews picture it): "
-                       "self-similarity maps of torchvision's VGG16 relu3_1 and relu4_1 at losses.sesim's "
-                       "patches, window, variant, distance and keep, queries drawn from evaluate.seed; mean over "
-                       "pairs; 0 for the same structure"),
-    "colour": ("per pair and class present in both images with >= evaluate.histogram_min_pixels pixels: the "
-               "earth mover's distance of the 256-bin colour histograms, per channel (area between the "
-               "cumulative histograms), in [0, 1] intensity units, mean of R, G, B; mean over (pair, class)"),
-}
+
+def conventions() -> dict:
+    """metrics.json's "conventions": how every figure is computed."""
+    from cocosnet_tf.fid_inception import IMAGE_FORMAT
+
+    return {
+        "images": "every image metric reads images rounded to uint8 RGB, as a PNG holds them",
+        "correspondence": (
+            "flow: absolute exemplar positions (x, y), pixel centres at integers; level l's true flow is the "
+            "full-size flow averaged over each block, in that level's pixels, where the whole block's flow is "
+            "known and inside the exemplar. Predicted: level 0 the dense level's best match (argmax), finer "
+            "levels the softmax-weighted mean of their K candidates (where the warp samples); the true flow is "
+            "known where the target point is visible in the exemplar (flow_mask). epe: mean "
+            "Euclidean error over pixels of all pairs in level pixels, epe_image_pixels: the same times the "
+            "level's factor; pck: share of pixels with error <= 1, 3, 5 level pixels. zero_flow: every pixel "
+            "matched to itself; coarsest_upsampled: level 0's displacements scaled and repeated over each "
+            "block (nearest upsampling); flow_heads_zeroed: the model with its ConvGRU update blocks' flow heads "
+            "zeroed (propagation and selection without learned corrections)"),
+        "psnr": "dB, images mapped to [0, 1], MSE floored at 1e-12 (identical images: 120 dB); mean over images",
+        "ssim": ("Wang et al. 2004 on [0, 1] images: 11 x 11 Gaussian window sigma 1.5, K1 0.01, K2 0.03, per "
+                 "channel, mean over valid windows (as tf.image.ssim); none for images under 11 pixels"),
+        "l1": "mean absolute difference in [0, 1] intensity units",
+        "quality_pairs": ("output: every pair; warps and the unwarped exemplar (pooled to the level like the "
+                          "target): pairs whose exemplar shows the target's content (self_ref), as warp-self"),
+        "swd": (f"sliced Wasserstein distance x {metrics.SWD_SCALE:g} (Karras et al. 2018) per Laplacian-pyramid "
+                f"level (5-tap binomial, mirrored borders), finest first, down to evaluate.swd_min_resolution: "
+                f"evaluate.swd_patches {SWD_PATCH_SIZE}x{SWD_PATCH_SIZE} patches per image and level at the same "
+                "random positions in both sets, each channel normalised per level within each set, "
+                "evaluate.swd_directions random unit projections; all draws from evaluate.seed"),
+        "fid": ("Frechet distance of the standard FID Inception-v3's pool features (the 2015 TF graph, as "
+                f"published FIDs use it); images: {IMAGE_FORMAT}; covariances with N - 1"),
+        "sesim_distance": ("FSeSim structure distance to the semantic input (pictured as the previews picture "
+                           "it): self-similarity maps of torchvision's VGG16 relu3_1 and relu4_1 at losses.sesim's "
+                           "patches, window, variant, distance and keep, queries drawn from evaluate.seed; mean "
+                           "over pairs; 0 for the same structure"),
+        "colour": ("per pair and class present in both images with >= evaluate.histogram_min_pixels pixels: the "
+                   "earth mover's distance of the 256-bin colour histograms, per channel (area between the "
+                   "cumulative histograms), in [0, 1] intensity units, mean of R, G, B; mean over (pair, class)"),
+    }
 
 
 # ----------------------------------------------------------------------------- data
@@ -108,6 +113,8 @@ CONVENTIONS = {
 def evaluation_data(config: Config) -> DataConfig:
     """The held-out split (heldout_data), with the data section's own synthetic settings (its
     exemplar mix and size), limited to evaluate.num_samples pairs."""
+    from cocosnet_tf.heldout import heldout_data
+
     n = config.evaluate.num_samples
     return replace(heldout_data(config), synthetic=config.data.synthetic,
                    max_samples=n if n else config.data.max_samples)
@@ -134,6 +141,8 @@ def fid_report(images: dict[str, np.ndarray], weights, reason: str) -> dict:
         return {"computed": False, "reason": reason}
     if images["target"].shape[0] < 2:
         return {"computed": False, "reason": "FID needs at least 2 pairs (a covariance)"}
+    from cocosnet_tf import fid_inception
+
     network = fid_inception.build(weights)
     stats = {k: metrics.gaussian_statistics(fid_inception.pool_features(network, v)) for k, v in images.items()}
     report = {"computed": True, "pairs": int(images["target"].shape[0]), "weights": str(weights),
@@ -147,6 +156,12 @@ def sesim_report(ev: Evaluation, config: Config) -> dict:
     """The FSeSim distance of the outputs and of the targets to the inputs, with the fixed
     VGG16 whatever losses.sesim.learned says (learned heads would measure with the run's
     own yardstick)."""
+    import tensorflow as tf
+
+    from cocosnet_tf import weights as cached_weights
+    from cocosnet_tf.losses import sesim
+    from cocosnet_tf.losses.vgg import features
+
     path = cached_weights.cached("vgg16")
     if path is None:
         return {"computed": False, "reason": "no VGG16 weights (python -m cocosnet_tf.weights fetch vgg16)"}
@@ -165,12 +180,14 @@ def sesim_report(ev: Evaluation, config: Config) -> dict:
 
 
 def report(ev: Evaluation, run_dir: str, checkpoint: str, data: DataConfig, weights, fid_reason: str) -> dict:
+    from cocosnet_tf.heldout import colour_report, correspondence_report, quality_report
+
     images = {k: np.concatenate(v) for k, v in ev.images.items()}
     return {
         "run": run_dir, "checkpoint": checkpoint,
         "split": {"dataset": data.dataset, "phase": data.phase, "seed": data.seed, "size": list(data.crop_size),
                   "pairs": ev.pairs, "pairs_with_flow": ev.flow_pairs, "self_ref_pairs": ev.self_ref_pairs},
-        "conventions": CONVENTIONS,
+        "conventions": conventions(),
         "correspondence": correspondence_report(ev),
         "quality": quality_report(ev),
         "swd": swd_report(images, ev.config),
@@ -188,6 +205,8 @@ def number(value, digits: int = 3) -> str:
 
 
 def correspondence_markdown(section: dict) -> list[str]:
+    from cocosnet_tf.heldout import FLOW_METHODS, PCK_THRESHOLDS
+
     if not section["computed"]:
         return [f"Not computed: {section['reason']}."]
     lines = [f"{section['pairs']} pairs with known flow. EPE in pixels of the level and of the image; "
@@ -298,6 +317,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     def body() -> None:
+        from cocosnet_tf import fid_inception
+        from cocosnet_tf.heldout import evaluate
+        from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
+
         config = load_run_config(args.run, args.overrides, args.config)
         checkpoint = find_checkpoint(args.run, args.checkpoint)
         out_dir = args.out or os.path.join(args.run, "evaluation")

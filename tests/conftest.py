@@ -81,14 +81,14 @@ def tiny_exports(tmp_path_factory):
     config = load_config(None, TINY_EXPORT)
     save_run(config, root / "run")
     env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    procs = {kind: subprocess.Popen([sys.executable, "-m", "export", kind, "--run", str(root / "run"),
+    procs = {kind: subprocess.Popen([sys.executable, "-m", "cocosnet_tf.export", kind, "--run", str(root / "run"),
                                      "--out", str(root / kind)], cwd=REPO, env=env, text=True,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for kind in ("savedmodel", "onnx")}
     printed = {}
     for kind, proc in procs.items():
         out, err = proc.communicate(timeout=900)
-        assert proc.returncode == 0, f"python -m export {kind} failed: {err[-3000:]}"
+        assert proc.returncode == 0, f"python -m cocosnet_tf.export {kind} failed: {err[-3000:]}"
         printed[kind] = out
     return SimpleNamespace(root=root, run=root / "run", config=config, printed=printed,
                            savedmodel=root / "savedmodel" / "cocosnet" / "1", onnx=root / "onnx" / "cocosnet" / "1")

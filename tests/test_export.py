@@ -1,8 +1,8 @@
-"""python -m export: SavedModel signatures and parity, the encoded-image round trip, ONNX
+"""python -m cocosnet_tf.export: SavedModel signatures and parity, the encoded-image round trip, ONNX
 Runtime against TensorFlow at two sizes and two batch sizes, and clean failures.
 
 The tiny run is exported once per session by the commands themselves (conftest.tiny_exports).
-Which values must match and why: export/verify.py (PatchMatch's discrete choices make the
+Which values must match and why: cocosnet_tf/export/verify.py (PatchMatch's discrete choices make the
 others differ by rounding); the uniform-exemplar samples below are compared in full."""
 
 import io
@@ -17,10 +17,10 @@ from PIL import Image
 from conftest import run_main
 from cocosnet_tf.runs import find_checkpoint, load_model
 from cocosnet_tf.visualize import to_uint8
-from export import layout, verify
-from export.__main__ import main as export_main
-from export.graph import float_function
-from export.to_onnx import session
+from cocosnet_tf.export import layout, verify
+from cocosnet_tf.export.__main__ import main as export_main
+from cocosnet_tf.export.graph import float_function
+from cocosnet_tf.export.to_onnx import session
 
 TOLERANCE = 1e-4
 
@@ -129,7 +129,7 @@ def test_onnx_matches_tensorflow_at_two_sizes_and_batches(tiny_exports, graph):
             for name in names:
                 assert got[name].shape == tuple(reference[name].shape), (size, batch, name)
                 assert max_diff(got[name], reference[name]) <= TOLERANCE, (size, batch, name)
-            # the dense level on a real exemplar: within tolerance / temperature (export/verify.py)
+            # the dense level on a real exemplar: within tolerance / temperature (cocosnet_tf/export/verify.py)
             textured = verify.sample_inputs(8, size, [False] * batch, seed=10 + batch)
             assert max_diff(runner.run(["warp0"], textured)[0], graph(**textured)["warp0"]) <= TOLERANCE / 0.01
     assert "verified model.onnx 64x64 batch 2" in tiny_exports.printed["onnx"]

@@ -1,9 +1,9 @@
-"""python -m serving as a real process on 127.0.0.1: TF-Serving's REST API answers equal a
+"""python -m cocosnet_tf.serving as a real process on 127.0.0.1: TF-Serving's REST API answers equal a
 direct ONNX Runtime call, malformed requests get 400 naming the field, 20 concurrent
 requests are each answered correctly or with 503, hostile clients (stalled bodies, deep
 JSON, oversized bodies, garbage, early disconnects) get an answer and one log line,
 SIGTERM stops it cleanly even with an idle keep-alive client; the SavedModel backend
-with the encoded-image signature; python -m serving.client."""
+with the encoded-image signature; python -m cocosnet_tf.serving.client."""
 
 import base64
 import http.client
@@ -28,9 +28,9 @@ from PIL import Image
 from conftest import REPO, run_main
 from cocosnet_tf.translate import Job, prepare
 from cocosnet_tf.visualize import to_uint8
-from export import layout, verify
-from export.to_onnx import session
-from serving.client import main as client_main
+from cocosnet_tf.export import layout, verify
+from cocosnet_tf.export.to_onnx import session
+from cocosnet_tf.serving.client import main as client_main
 
 QUEUE = 4
 READ_TIMEOUT = 60  # longer than any test waits: connections end only when the server ends them
@@ -38,11 +38,13 @@ PREDICT = "/v1/models/cocosnet:predict"
 
 
 def start(model_dir, log, *extra):
-    """The server on a free port; returns (process, base URL) once it listens."""
+    """The server on a free port; returns (process, base URL) once it listens. REST only
+    unless EXTRA has --grpc-port (tests/test_serving_grpc.py)."""
     env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
     out = open(log, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "serving", "--model-dir", str(model_dir), "--port", "0", *extra],
-                            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    grpc = [] if "--grpc-port" in extra else ["--no-grpc"]
+    proc = subprocess.Popen([sys.executable, "-m", "cocosnet_tf.serving", "--model-dir", str(model_dir), "--port", "0",
+                             *grpc, *extra], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.time() + 180
     while time.time() < deadline:
         found = re.search(r"on (http://127\.0\.0\.1:\d+)", open(log).read())

@@ -11,7 +11,8 @@ import threading
 import time
 from types import SimpleNamespace
 
-from serving.server import Limits, Model, make_server
+from cocosnet_tf.serving.admission import Limits, Model
+from cocosnet_tf.serving.server import make_server
 
 MB = 2**20
 

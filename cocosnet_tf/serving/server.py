@@ -6,9 +6,8 @@ threads are bounded too. A predict body is read in full, within `read_timeout` s
 before the request may queue: a client that stalls mid-body holds only its connection,
 never a place in the queue. Bodies are charged to a budget of bytes as they arrive
 (past it, 503), so memory for bodies stays bounded however many clients send at once.
-A request is then admitted only while fewer than `queue` requests are admitted (else 503
-at once, with Retry-After), and at most `workers` of the admitted ones run the model at
-a time (the backend already uses every core for one call; more at once only adds memory).
+The request then takes a place in the queue it shares with gRPC (admission.py; none
+free: 503 at once, with Retry-After).
 
 A connection idle for `read_timeout` seconds between requests is closed. Closing the
 server stops reading from every connection, so idle ones end at once while requests whose
@@ -23,62 +22,18 @@ import re
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import numpy as np
-
-from export.layout import FLOAT_SIGNATURE
-from serving import api
+from cocosnet_tf.export.layout import FLOAT_SIGNATURE
+from cocosnet_tf.serving import api
+from cocosnet_tf.serving.admission import Busy, Model, OutputError
 
 LOG = logging.getLogger("serving")
 ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<rest>/metadata|:predict)?$")
 READ_CHUNK = 2**20  # bytes of a body read (and charged to the budget) at a time
 MIN_SEND_RATE = 2**20  # bytes per second a client must read an answer at
 RETRY = {"Retry-After": "1"}
-
-
-@dataclass
-class Limits:
-    max_batch: int = 4
-    max_body_bytes: int = 256 * 2**20
-    queue: int = 8
-    workers: int = 1
-    read_timeout: float = 10.0  # seconds to send a body; seconds a connection may idle
-    max_connections: int = 64
-    body_budget_bytes: int = 1024 * 2**20  # request bodies in memory at once, over all connections
-
-
-class Budget:
-    """Bytes of request bodies held in memory, over all connections."""
-
-    def __init__(self, limit: int):
-        self.limit, self.used = limit, 0
-        self.lock = threading.Lock()
-
-    def take(self, size: int) -> bool:
-        with self.lock:
-            if self.used + size > self.limit:
-                return False
-            self.used += size
-            return True
-
-    def give(self, size: int) -> None:
-        with self.lock:
-            self.used -= size
-
-
-class Model:
-    """The served model: its name, version, backend, the admission semaphores and the body budget."""
-
-    def __init__(self, name: str, version: str, backend, limits: Limits):
-        self.name, self.version, self.backend, self.limits = name, version, backend, limits
-        self.admitted = threading.BoundedSemaphore(limits.queue)
-        self.running = threading.BoundedSemaphore(limits.workers)
-        self.bodies = Budget(limits.body_budget_bytes)
-        self.in_flight = 0
-        self.lock = threading.Lock()
 
 
 def http_response(code: int, body: dict, headers: dict) -> bytes:
@@ -175,8 +130,7 @@ class Handler(BaseHTTPRequestHandler):
                              self.requestline, len(body), length)
                     return False
                 if not m.bodies.take(len(chunk)):
-                    self._send(503, {"error": f"server busy: request bodies in memory are at the limit "
-                                              f"({m.limits.body_budget_bytes} bytes); retry later"}, headers=RETRY)
+                    self._send(503, {"error": m.bodies.busy_message()}, headers=RETRY)
                     return False
                 body += chunk
         except TimeoutError:
@@ -189,34 +143,18 @@ class Handler(BaseHTTPRequestHandler):
 
     def _admit(self, raw: bytearray) -> None:
         m = self.model
-        if not m.admitted.acquire(blocking=False):
-            return self._send(503, {"error": f"server busy: {m.limits.queue} requests in progress; retry later"},
-                              headers=RETRY)
         try:
-            with m.lock:
-                m.in_flight += 1
-            self._predict(raw)
-        finally:
-            with m.lock:
-                m.in_flight -= 1
-            m.admitted.release()
-
-    def _predict(self, raw: bytearray) -> None:
-        m = self.model
-        try:
-            signature, arrays, row = api.parse_predict(api.parse_json(raw), m.backend.signatures, FLOAT_SIGNATURE,
-                                                       m.limits.max_batch)
+            with m.admit():
+                signature, arrays, row = api.parse_predict(api.parse_json(raw), m.backend.signatures,
+                                                           FLOAT_SIGNATURE, m.limits.max_batch)
+                self._batch = len(next(iter(arrays.values())))
+                outputs = m.predict(signature, arrays)
+        except Busy as err:
+            return self._send(503, {"error": str(err)}, headers=RETRY)
         except api.RequestError as err:
             return self._send(400, {"error": str(err)})
-        self._batch = len(next(iter(arrays.values())))
-        with m.running:
-            try:
-                outputs = m.backend.predict(signature, arrays)
-            except Exception as err:  # the model refused these inputs (e.g. the encoded signature's checks)
-                message = str(err).strip().splitlines()
-                return self._send(400, {"error": f"{signature}: {message[0] if message else type(err).__name__}"})
-        if not all(np.isfinite(v).all() for v in outputs.values() if v.dtype != object):
-            return self._send(500, {"error": "the model's output is not finite"})
+        except OutputError as err:
+            return self._send(500, {"error": str(err)})
         self._send(200, api.predict_response(outputs, row))
 
     def _route(self):

@@ -16,8 +16,8 @@ import onnx
 import tf2onnx
 
 from cocosnet_tf.config import Config, ConfigError
-from export import verify
-from export.graph import input_specs
+from cocosnet_tf.export import verify
+from cocosnet_tf.export.graph import input_specs
 
 MAX_OPSET = max(tf2onnx.constants.OPSET_TO_IR_VERSION)  # the highest opset this tf2onnx writes
 MIN_OPSET = 13  # Softmax over the last axis only and TopK with a dynamic K input need 13

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cocosnet_tf.config import Config, ConfigError, load_config
-from export.layout import CONFIG_FILE, FLOAT16_FILE, FLOAT_SIGNATURE, MODEL_FILE
+from cocosnet_tf.export.layout import CONFIG_FILE, FLOAT16_FILE, FLOAT_SIGNATURE, MODEL_FILE
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 
@@ -30,7 +30,7 @@ Signature = tuple[dict[str, Spec], dict[str, Spec]]  # inputs, outputs
 def exported_config(version: str) -> Config:
     path = os.path.join(version, CONFIG_FILE)
     if not os.path.isfile(path):
-        raise ConfigError(f"{path} does not exist; {version} is not a version written by python -m export")
+        raise ConfigError(f"{path} does not exist; {version} is not a version written by python -m cocosnet_tf.export")
     return load_config(path, [])
 
 
@@ -69,7 +69,7 @@ class SavedModelBackend:
         import tensorflow as tf
 
         if not os.path.isfile(os.path.join(version, "saved_model.pb")):
-            raise ConfigError(f"{version}: no saved_model.pb; write one with python -m export savedmodel")
+            raise ConfigError(f"{version}: no saved_model.pb; write one with python -m cocosnet_tf.export savedmodel")
         self.tf = tf
         self.model = tf.saved_model.load(version)
         self.description = f"tensorflow {tf.__version__} SavedModel {version}"

@@ -1,7 +1,7 @@
-"""`python -m export`: a trained run -> SavedModel for TF-Serving, or ONNX for ONNX Runtime.
+"""`python -m cocosnet_tf.export`: a trained run -> SavedModel for TF-Serving, or ONNX for ONNX Runtime.
 
-    python -m export savedmodel --run runs/demo --out exports/savedmodel [--name cocosnet] [--version 1]
-    python -m export onnx --run runs/demo --out exports/onnx [--opset 17] [--float16]
+    python -m cocosnet_tf.export savedmodel --run runs/demo --out exports/savedmodel [--name cocosnet] [--version 1]
+    python -m cocosnet_tf.export onnx --run runs/demo --out exports/onnx [--opset 17] [--float16]
 
 Both write BASE/NAME/VERSION/ (TF-Serving's layout; NAME and VERSION default to the run
 config's export.model_name and export.version) with the resolved config in
@@ -13,7 +13,7 @@ Before anything is moved into place the export is verified against the Keras mod
 sample inputs at the run's size (batch 2) and at a second size (batch 1), and every
 maximum difference is printed; above the tolerance (export.tolerance, 1e-4 in float32;
 export.fp16_tolerance for float16) the command fails and writes nothing. Which values
-must match and why the others cannot is in export/verify.py. An existing version is
+must match and why the others cannot is in cocosnet_tf/export/verify.py. An existing version is
 never overwritten.
 """
 
@@ -25,11 +25,11 @@ import time
 
 from cocosnet_tf.cli import add_run_arguments, add_set_argument, run
 from cocosnet_tf.config import ConfigError
-from export import layout
+from cocosnet_tf.export import layout
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__.split("\n\nBefore")[0],
+    parser = argparse.ArgumentParser(prog="python -m cocosnet_tf.export", description=__doc__.split("\n\nBefore")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="format", required=True, metavar="{savedmodel,onnx}")
     for name, help_text in (("savedmodel", "SavedModel for TF-Serving"), ("onnx", "ONNX for ONNX Runtime")):
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
 
         from cocosnet_tf.model import full_precision
         from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
-        from export.graph import float_function
+        from cocosnet_tf.export.graph import float_function
 
         config = load_run_config(args.run, args.overrides)
         x = config.export
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         path = layout.version_dir(args.out, args.name or x.model_name, version)
         opset = x.onnx_opset if getattr(args, "opset", None) is None else args.opset
         if args.format == "onnx":
-            from export import to_onnx
+            from cocosnet_tf.export import to_onnx
 
             to_onnx.check_opset(opset)
             if full_precision(config) == tf.float64:
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         with layout.staged_version(path) as staged:
             if args.format == "savedmodel":
-                from export import savedmodel
+                from cocosnet_tf.export import savedmodel
 
                 savedmodel.write(model, translate, config, staged)
                 lines = savedmodel.check(translate, config, staged, x.tolerance)
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def write_onnx(translate, config, staged: str, opset: int, float16: bool) -> list[str]:
-    from export import to_onnx
+    from cocosnet_tf.export import to_onnx
 
     proto, used, notes = to_onnx.convert(translate, config.data.semantic_nc, opset)
     lines = [f"conversion: {note}" for note in notes]

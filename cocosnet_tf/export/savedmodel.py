@@ -11,9 +11,9 @@ from PIL import Image
 from cocosnet_tf.config import Config
 from cocosnet_tf.model import CoCosNet
 from cocosnet_tf.visualize import to_uint8
-from export import verify
-from export.graph import encoded_function, encoded_reason
-from export.layout import ENCODED_SIGNATURE, FLOAT_SIGNATURE
+from cocosnet_tf.export import verify
+from cocosnet_tf.export.graph import encoded_function, encoded_reason
+from cocosnet_tf.export.layout import ENCODED_SIGNATURE, FLOAT_SIGNATURE
 
 
 def write(model: CoCosNet, translate, config: Config, path: str) -> None:

@@ -41,5 +41,5 @@ def newest_version(model_dir: str) -> str:
         raise ConfigError(f"{model_dir}: folder does not exist; expected BASE/NAME holding version folders")
     versions = [int(v) for v in os.listdir(model_dir) if v.isdigit() and os.path.isdir(os.path.join(model_dir, v))]
     if not versions:
-        raise ConfigError(f"{model_dir}: no version folder (1, 2, ...); write one with python -m export")
+        raise ConfigError(f"{model_dir}: no version folder (1, 2, ...); write one with python -m cocosnet_tf.export")
     return os.path.join(model_dir, str(max(versions)))

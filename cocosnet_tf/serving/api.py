@@ -4,7 +4,8 @@ Predict requests are `{"signature_name": ..., "instances": [...]}` (row format: 
 per sample, or bare values when the signature has one input) or `{"inputs": {...}}`
 (columnar: one batched value per input). Binary values are `{"b64": "..."}`; binary
 outputs (names ending in _bytes) are returned that way, as TF-Serving does.
-Every check failure is a RequestError whose message names the field.
+Every check failure is a RequestError whose message names the field. The gRPC API's
+tensors go through the same checks (checked_inputs).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 
 import numpy as np
 
-from serving.backends import Signature, Spec
+from cocosnet_tf.serving.backends import Signature, Spec
 
 MIN_SIDE, SIDE_MULTIPLE = 64, 32  # the network's sizes (cocosnet_tf.config)
 MAX_DEPTH = 16  # a request nests 6 deep: {"instances": [{"label": [[[...]]]}]}
@@ -30,7 +31,7 @@ CHUNK = 2**22  # bytes per step of the nesting count (its running sum takes 8 by
 
 
 class RequestError(ValueError):
-    """A malformed or out-of-limits request (HTTP 400)."""
+    """A malformed or out-of-limits request (REST 400, gRPC INVALID_ARGUMENT)."""
 
 
 def parse_json(raw: bytes):
@@ -97,6 +98,15 @@ def _array(name: str, value, spec: Spec, batched: bool) -> np.ndarray:
         except (TypeError, ValueError):
             raise RequestError(f"{name}: expected a nested list of numbers of shape "
                                f"{_shape_text(spec, batched)}") from None
+    return _checked(name, array, spec, batched)
+
+
+def _checked(name: str, array: np.ndarray, spec: Spec, batched: bool) -> np.ndarray:
+    """`array` as the spec's dtype, once its rank, fixed axes and values fit (`batched`: with
+    the batch axis)."""
+    if (array.dtype == object) != (spec.dtype == "object"):  # only tensors can be either
+        kinds = {True: "encoded images (DT_STRING)", False: "numbers (DT_FLOAT)"}
+        raise RequestError(f"{name}: {kinds[array.dtype == object]} given; it takes {kinds[spec.dtype == 'object']}")
     rank = len(spec.shape) - (0 if batched else 1)
     if array.ndim != rank:
         raise RequestError(f"{name}: shape {list(array.shape)} (ragged or of rank {array.ndim}); expected "
@@ -106,9 +116,9 @@ def _array(name: str, value, spec: Spec, batched: bool) -> np.ndarray:
         if want != -1 and got != want:
             raise RequestError(f"{name}: shape {list(array.shape)}; axis {axis} must be {want} "
                                f"(expected {_shape_text(spec, batched)})")
-    if not np.isfinite(array).all():
+    if spec.dtype != "object" and not np.isfinite(array).all():
         raise RequestError(f"{name}: values must be finite")
-    return array.astype(spec.dtype)
+    return array.astype(spec.dtype, copy=False)
 
 
 def _binary(name: str, value) -> bytes:
@@ -133,10 +143,7 @@ def parse_predict(body, signatures: dict[str, Signature], default: str, max_batc
     unknown = set(body) - {"signature_name", "instances", "inputs"}
     if unknown:
         raise RequestError(f"{sorted(unknown)[0]}: unknown field; expected signature_name and instances or inputs")
-    name = body.get("signature_name") or default
-    if name not in signatures:
-        raise RequestError(f"signature_name: {name!r} is not a signature of this model (has {sorted(signatures)})")
-    specs = signatures[name][0]
+    name, specs = signature_inputs(body.get("signature_name"), signatures, default)
     if ("instances" in body) == ("inputs" in body):
         raise RequestError("instances/inputs: give exactly one of them")
     row = "instances" in body
@@ -159,20 +166,43 @@ def parse_predict(body, signatures: dict[str, Signature], default: str, max_batc
                 raise RequestError(f"instances[*].{key}: samples of different shapes cannot form one batch")
             arrays[key] = np.stack(rows) if spec.dtype != "object" else np.concatenate(rows)
         extra = {k for instance in instances for k in instance} - set(specs)
+        if extra:
+            raise RequestError(f"instances.{sorted(extra)[0]}: not an input of {name} (inputs: {sorted(specs)})")
     else:
         inputs = body["inputs"]
         if not isinstance(inputs, dict):
             raise RequestError(f"inputs: expected an object with {sorted(specs)}")
-        missing = [k for k in specs if k not in inputs]
-        if missing:
-            raise RequestError(f"inputs.{missing[0]}: missing")
+        _check_names("inputs", inputs, specs, name)
         arrays = {k: _array(f"inputs.{k}", inputs[k], spec, batched=True) for k, spec in specs.items()}
-        extra = set(inputs) - set(specs)
-    if extra:
-        raise RequestError(f"{'instances' if row else 'inputs'}.{sorted(extra)[0]}: not an input of {name} "
-                           f"(inputs: {sorted(specs)})")
     _check_batch(arrays, specs, max_batch)
     return name, arrays, row
+
+
+def signature_inputs(name: str | None, signatures: dict[str, Signature], default: str) -> tuple[str, dict]:
+    """The signature called (`default` when unnamed) and its input specs."""
+    name = name or default
+    if name not in signatures:
+        raise RequestError(f"signature_name: {name!r} is not a signature of this model (has {sorted(signatures)})")
+    return name, signatures[name][0]
+
+
+def checked_inputs(prefix: str, arrays: dict[str, np.ndarray], specs: dict[str, Spec], signature: str,
+                   max_batch: int) -> dict[str, np.ndarray]:
+    """Batched inputs that arrive as arrays (gRPC's tensors) through the checks of the JSON ones."""
+    _check_names(prefix, arrays, specs, signature)
+    arrays = {k: _checked(f"{prefix}.{k}", arrays[k], spec, batched=True) for k, spec in specs.items()}
+    _check_batch(arrays, specs, max_batch)
+    return arrays
+
+
+def _check_names(prefix: str, given, specs: dict[str, Spec], signature: str) -> None:
+    """Every input of the signature is given, and nothing else."""
+    missing = [k for k in specs if k not in given]
+    if missing:
+        raise RequestError(f"{prefix}.{missing[0]}: missing")
+    extra = set(given) - set(specs)
+    if extra:
+        raise RequestError(f"{prefix}.{sorted(extra)[0]}: not an input of {signature} (inputs: {sorted(specs)})")
 
 
 def _check_batch(arrays: dict[str, np.ndarray], specs: dict[str, Spec], max_batch: int) -> None:
