@@ -79,7 +79,8 @@ def next_commands(run_dir: Path, config: Config) -> list[str]:
             f"  python -m cocosnet_tf.evaluate --run {run_dir}      # every metric, "
             f"{config.evaluate.num_samples or 'all'} held-out pairs",
             f"  python -m cocosnet_tf.translate --run {run_dir} {inputs} --out out.png",
-            f"  python -m cocosnet_tf.export onnx --run {run_dir} --out exports/onnx      # or savedmodel; then python -m cocosnet_tf.serving"]
+            f"  python -m cocosnet_tf.export onnx --run {run_dir} --out exports/onnx      # or savedmodel",
+            "  python -m cocosnet_tf.serving --model-dir exports/onnx/cocosnet      # REST on 8501, gRPC on 8500"]
 
 
 def main(argv: list[str] | None = None) -> None:
