@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from cocosnet_tf.layers.blocks import attached
 from cocosnet_tf.layers.composite import Composite
-from cocosnet_tf.models.pix2pixhd.generator import check_size
+from cocosnet_tf.models.pix2pixhd.generator import SMALLEST_INPUT, check_size
 from cocosnet_tf.models.pix2pixhd.units import ConvUnit, ImageHead
 
 
@@ -58,7 +58,8 @@ class FeatureEncoder(Composite, keras.Model):
         self.head = ImageHead(feature_channels, name="head")
 
     def call(self, image, instances):
-        check_size(image, 2 ** self.n_downsample_encoder, "FeatureEncoder")
+        factor = 2 ** self.n_downsample_encoder
+        check_size(image, factor, max(SMALLEST_INPUT, factor), "FeatureEncoder")
         x = image
         for unit in self.units:
             x = unit(x)

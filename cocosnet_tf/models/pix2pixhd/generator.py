@@ -21,11 +21,16 @@ from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.models.pix2pixhd.units import ConvUnit, ImageHead, ResnetBlock
 
 
-def check_size(x: tf.Tensor, factor: int, who: str) -> None:
-    """Both sides of x must be multiples of factor (each halving must be exact)."""
+# a 7x7 reflection padding (3 rows) needs 4 rows to reflect, the residual blocks' 3x3 ones 2
+SMALLEST_INPUT, SMALLEST_BOTTLENECK = 4, 2
+
+
+def check_size(x: tf.Tensor, factor: int, smallest: int, who: str) -> None:
+    """Both sides of x must be multiples of factor (each halving exact) and >= smallest."""
     height, width = x.shape[1], x.shape[2]
-    if any(side is not None and side % factor for side in (height, width)):
-        raise ValueError(f"{who} needs height and width multiples of {factor}, got {height} x {width}")
+    if any(side is not None and (side % factor or side < smallest) for side in (height, width)):
+        raise ValueError(f"{who} needs height and width multiples of {factor}, at least {smallest}, "
+                         f"got {height} x {width}")
 
 
 @keras.saving.register_keras_serializable("pix2pixhd")
@@ -50,8 +55,12 @@ class GlobalGenerator(Composite, keras.layers.Layer):
         self.units = attached(self, "unit", units)
         self.head = ImageHead(output_nc, name="head")
 
+    def smallest_input(self) -> int:
+        bottleneck = SMALLEST_BOTTLENECK if self.n_blocks_global else 1
+        return max(SMALLEST_INPUT, bottleneck * 2 ** self.n_downsample_global)
+
     def features(self, x):
-        check_size(x, 2 ** self.n_downsample_global, "GlobalGenerator")
+        check_size(x, 2 ** self.n_downsample_global, self.smallest_input(), "GlobalGenerator")
         for unit in self.units:
             x = unit(x)
         return x
@@ -119,7 +128,9 @@ class Pix2PixHDGenerator(Composite, keras.Model):
 
     def pyramid(self, x) -> list:
         """[x, x / 2, ...], local_enhancers + 1 levels, finest first."""
-        check_size(x, 2 ** (self.local_enhancers + self.n_downsample_global), "Pix2PixHDGenerator")
+        scale = 2 ** self.local_enhancers
+        check_size(x, scale * 2 ** self.n_downsample_global, scale * self.global_generator.smallest_input(),
+                   "Pix2PixHDGenerator")
         levels = [x]
         for _ in range(self.local_enhancers):
             levels.append(downsample(levels[-1]))
