@@ -66,7 +66,8 @@ def test_the_up_unit_places_pixels_as_torch_does():
 def test_instance_average_gives_each_instance_its_mean():
     features = RNG.normal(size=(2, 8, 8, 3)).astype(np.float32)
     instances = RNG.integers(0, 4, size=(2, 8, 8))
-    instances[1, 0, 0] = 9  # a one-pixel instance; id 9 absent from image 0
+    # one-pixel instances; image 1's -1 must not be taken for image 0's 9
+    instances[0, 0, 0], instances[1, 0, 0] = 9, -1
     pooled = instance_average(tf.constant(features), tf.constant(instances)).numpy()
     for b in range(2):
         for i in np.unique(instances[b]):

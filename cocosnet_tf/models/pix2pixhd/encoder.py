@@ -26,6 +26,7 @@ def instance_average(features: tf.Tensor, instances: tf.Tensor) -> tf.Tensor:
         raise ValueError(f"instance_average takes features (B, H, W, C) and instances (B, H, W), got "
                          f"{features.shape} and {instances.shape}")
     ids = tf.cast(instances, tf.int64)
+    ids -= tf.reduce_min(ids)
     # one key per (image, id): offset each image's ids past the largest id
     span = tf.reduce_max(ids) + 1
     keys = ids + span * tf.range(tf.shape(ids, out_type=tf.int64)[0])[:, None, None]
