@@ -18,7 +18,8 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
-from cocosnet_tf.fileio import atomic_write_text
+from cocosnet_tf.data.kinds import SYNTHETIC_CLASSES, dataset_kind
+from cocosnet_tf.fileio import ConfigError, atomic_write_text
 
 # The generator's trunk starts at S/32 (five nearest-neighbour upsamplings), so both
 # sides of the image must be multiples of 32; 64 is the smallest size the U-Nets and the
@@ -27,10 +28,6 @@ SIZE_MULTIPLE = 32
 MIN_SIZE = 64
 MAX_SIZE = 2048
 
-# Synthetic scenes: background plus the object classes of cocosnet_tf.data.synthetic.
-SYNTHETIC_CLASSES = 8
-# DeepFashion pose maps: RGB skeleton + 17 limb distance maps (the official layout).
-POSE_CHANNELS = 20
 # SWD compares 7 x 7 patches of each Laplacian-pyramid level (Karras et al. 2018).
 SWD_PATCH_SIZE = 7
 # Keys of an older layout, read for one more release with a warning: old key -> new key.
@@ -46,10 +43,6 @@ RENAMED_KEYS = {
 DROPPED_KEYS = {"model.topk": 16}
 
 log = logging.getLogger(__name__)
-
-
-class ConfigError(ValueError):
-    """A configuration value is unknown, of the wrong type or impossible."""
 
 
 # ----------------------------------------------------------------------------- sections
@@ -138,11 +131,7 @@ class DataConfig:
     @property
     def semantic_nc(self) -> int:
         """Channels of the semantic map the network reads."""
-        if self.dataset == "deepfashion":
-            return POSE_CHANNELS
-        if self.dataset == "edges":
-            return 1
-        return self.label_nc + int(self.contain_dontcare_label) + int(self.use_instance)
+        return dataset_kind(self).semantic_nc(self)
 
     @property
     def load_hw(self) -> tuple[int, int]:
@@ -545,35 +534,12 @@ def _check_values(c: Config) -> None:
         f"data.crop_size {d.crop_size}; the crop would not fit",
     )
     _require(d.label_nc >= 1, "data.label_nc", f"must be at least 1, got {d.label_nc}")
-    if d.dataset == "synthetic":
-        _require(
-            d.label_nc >= SYNTHETIC_CLASSES,
-            "data.label_nc",
-            f"{d.label_nc} is below the {SYNTHETIC_CLASSES} labels present in the synthetic scenes "
-            f"(background + {SYNTHETIC_CLASSES - 1} object classes); allowed: >= {SYNTHETIC_CLASSES}",
-        )
-        s = d.synthetic
-        _require(s.num_samples >= 1, "data.synthetic.num_samples", f"must be >= 1, got {s.num_samples}")
-        most = SYNTHETIC_CLASSES - 1 if s.motion == "objects" else 32
-        _require(1 <= s.min_objects <= s.max_objects <= most, "data.synthetic.min_objects",
-                 f"need 1 <= min_objects ({s.min_objects}) <= max_objects ({s.max_objects}) <= {most}"
-                 + (" (motion objects: one object per class)" if s.motion == "objects" else ""))
-        _require(0.0 <= s.warp_strength <= 2.0, "data.synthetic.warp_strength",
-                 f"must be within [0, 2], got {s.warp_strength}")
-        _require(0.0 <= s.cross_scene_probability <= 1.0, "data.synthetic.cross_scene_probability",
-                 f"must be a probability, got {s.cross_scene_probability}")
-    else:
-        _require(bool(d.root), "data.root", f"the {d.dataset!r} dataset needs a root folder")
+    dataset_kind(d).check(d)
     e = d.exemplar
     _require(0.0 <= e.pseudo_probability <= 1.0, "data.exemplar.pseudo_probability",
              f"must be a probability, got {e.pseudo_probability}")
     _require(0.0 <= e.warp_strength <= 2.0, "data.exemplar.warp_strength",
              f"must be within [0, 2], got {e.warp_strength}")
-    if d.dataset in ("segmentation", "edges") and e.mode == "pair_list":
-        _require(bool(e.pair_list), "data.exemplar.pair_list", "mode 'pair_list' needs a pair list file")
-    if d.dataset == "edges":
-        _require(0 <= d.edges.canny_low <= d.edges.canny_high, "data.edges.canny_low",
-                 f"need 0 <= canny_low ({d.edges.canny_low}) <= canny_high ({d.edges.canny_high})")
     _require(d.seed >= 0, "data.seed", f"must be >= 0, got {d.seed}")
     _require(c.train.seed >= 0, "train.seed", f"must be >= 0, got {c.train.seed}")
     _require(d.num_parallel_calls == -1 or d.num_parallel_calls >= 1, "data.num_parallel_calls",

@@ -20,6 +20,10 @@ class DataError(ValueError):
     """A data file is missing, unreadable or inconsistent; the message names it."""
 
 
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type or impossible."""
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """Yield a temporary path beside `path`; rename it over `path` only on success."""

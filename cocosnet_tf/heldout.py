@@ -20,7 +20,7 @@ from cocosnet_tf.config import Config, DataConfig
 from cocosnet_tf.correspondence.network import level_factor
 from cocosnet_tf.data.labels import colourise
 from cocosnet_tf.data.pipeline import build_dataset
-from cocosnet_tf.data.sources import build_source
+from cocosnet_tf.data.kinds import build_source, dataset_kind
 from cocosnet_tf.fileio import DataError
 from cocosnet_tf.model import CoCosNet
 from cocosnet_tf.visualize import to_uint8
@@ -66,7 +66,7 @@ def inference_function(model: CoCosNet, config: Config, several_batches: bool):
 def region_ids(semantic: np.ndarray, data: DataConfig) -> np.ndarray:
     """[B, H, W] class ids of label maps (-1 where no class is set); edge and pose maps
     have no classes, so the whole image is one region (0)."""
-    if data.dataset in ("edges", "deepfashion"):
+    if not dataset_kind(data).has_classes:
         return np.zeros(semantic.shape[:3], np.int64)
     classes = semantic[..., :data.label_nc]
     return np.where(classes.max(axis=-1) > 0, classes.argmax(axis=-1), -1)
@@ -248,8 +248,8 @@ def colour_summary(per_class: dict[int, list]) -> dict:
 
 
 def colour_report(ev: Evaluation) -> dict:
-    regions = ("the whole image (edge and pose maps have no classes)"
-               if ev.config.data.dataset in ("edges", "deepfashion") else "semantic classes of the label maps")
+    regions = ("semantic classes of the label maps" if dataset_kind(ev.config.data).has_classes
+               else "the whole image (edge and pose maps have no classes)")
     return {"regions": regions, **{name: colour_summary(v) for name, v in ev.colour.items()}}
 
 

@@ -38,13 +38,8 @@ from pathlib import Path
 from cocosnet_tf.checkpoints import check_readable, complete_checkpoints, newest_checkpoint
 from cocosnet_tf.cli import add_config_arguments, config_from_args, run
 from cocosnet_tf.config import Config, ConfigError, load_config
+from cocosnet_tf.data.kinds import dataset_kind
 from cocosnet_tf.fileio import atomic_write_text
-
-# what to give translate for each dataset, in the closing summary
-TRANSLATE_INPUTS = {
-    "edges": "--input EDGES_OR_PHOTO.png --exemplar PHOTO.png",
-    "deepfashion": "--input POSE_candidate.txt --exemplar PHOTO.jpg --exemplar-input PHOTO_candidate.txt"}
-TRANSLATE_LABELS = "--input LABELS.png --exemplar PHOTO.png --exemplar-input PHOTO_LABELS.png"
 
 
 def resume_point(run_dir: Path, overrides: list[str]) -> tuple[Config, Config, str]:
@@ -74,7 +69,7 @@ def refuse_existing_run(run_dir: Path) -> None:
 
 
 def next_commands(run_dir: Path, config: Config) -> list[str]:
-    inputs = TRANSLATE_INPUTS.get(config.data.dataset, TRANSLATE_LABELS)
+    inputs = dataset_kind(config.data).translate_args
     return ["next:",
             f"  python -m cocosnet_tf.evaluate --run {run_dir}      # every metric, "
             f"{config.evaluate.num_samples or 'all'} held-out pairs",

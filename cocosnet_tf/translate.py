@@ -88,26 +88,24 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cocosnet_tf.cli import add_run_arguments, add_set_argument, run
-from cocosnet_tf.config import POSE_CHANNELS, Config, ConfigError, DataConfig
-from cocosnet_tf.data.deepfashion import pose_map, read_keypoints, square_photo
-from cocosnet_tf.data.edges import edge_map
+from cocosnet_tf.config import Config, ConfigError, DataConfig
+from cocosnet_tf.data.deepfashion import keypoint_stem
+from cocosnet_tf.data.edges import binary_picture, edge_map
 from cocosnet_tf.data.exemplars import normalise_key
 from cocosnet_tf.data.folders import resize_ids, resize_image
-from cocosnet_tf.data.labels import semantic_map
+from cocosnet_tf.data.kinds import ARRAY, dataset_kind
 from cocosnet_tf.data.sources import make_sample
-from cocosnet_tf.fileio import DataError, Staging, read_label_ids, read_rgb
+from cocosnet_tf.fileio import DataError, Staging, read_rgb
 from cocosnet_tf.visualize import to_uint8, upsample_nearest
 
 if TYPE_CHECKING:  # TensorFlow loads only once a network is needed: --help and input checks answer at once
     from cocosnet_tf.model import CoCosNet
 
-KEYPOINT_SUFFIXES = ("_candidate.txt", "_subset.txt")
 KEEP_PREPARED_BYTES = 256 * 2**20  # validated inputs stay in memory up to this size
 MAX_LISTED_PROBLEMS = 5
 PROGRESS_SECONDS = 5.0  # pair lists print progress at most this often
 
 # kinds of semantic-map files
-LABEL_MAP, EDGE_MAP, PHOTO, KEYPOINTS, ARRAY = "label map", "edge map", "photo", "keypoint files", ".npy array"
 
 
 @dataclass(frozen=True)
@@ -128,19 +126,6 @@ class Job:
 # ----------------------------------------------------------------------------- inputs
 
 
-def channel_layout(data: DataConfig) -> str:
-    if data.dataset == "deepfashion":
-        return f"a pose map: RGB skeleton + 17 limb maps = {POSE_CHANNELS} channels"
-    if data.dataset == "edges":
-        return "an edge map: 1 channel"
-    parts = [f"{data.label_nc} classes"]
-    if data.contain_dontcare_label:
-        parts.append("don't-care")
-    if data.use_instance:
-        parts.append("instance boundaries")
-    return " + ".join(parts) + f" = {data.semantic_nc} channels"
-
-
 def read_array(path: str, data: DataConfig, hw: tuple[int, int]) -> np.ndarray:
     if not os.path.isfile(path):
         raise DataError(f"{path}: file does not exist")
@@ -150,7 +135,7 @@ def read_array(path: str, data: DataConfig, hw: tuple[int, int]) -> np.ndarray:
         raise DataError(f"{path}: not a readable .npy array ({err})") from err
     if array.ndim != 3 or array.shape[-1] != data.semantic_nc:
         raise DataError(f"{path}: semantic map of shape {list(array.shape)}; this run needs "
-                        f"[H, W, {data.semantic_nc}] ({channel_layout(data)})")
+                        f"[H, W, {data.semantic_nc}] ({dataset_kind(data).channel_layout(data)})")
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise DataError(f"{path}: array of {array.dtype}; expected numbers in [0, 1]")
     array = array.astype(np.float32)
@@ -167,54 +152,11 @@ def read_array(path: str, data: DataConfig, hw: tuple[int, int]) -> np.ndarray:
     return resize_ids(array, *hw)
 
 
-def binary_picture(rgb: np.ndarray) -> np.ndarray | None:
-    """A one-channel picture of only two values (0/255 or 0/1) as bool, else None."""
-    grey = rgb[..., 0]
-    if not (np.array_equal(grey, rgb[..., 1]) and np.array_equal(grey, rgb[..., 2])):
-        return None
-    values = np.unique(grey)
-    if set(values.tolist()) <= {0, 255} or set(values.tolist()) <= {0, 1}:
-        return grey > 0
-    return None
-
-
-def keypoint_stem(path: str) -> str | None:
-    """NAME of NAME_candidate.txt or NAME_subset.txt; None for other files."""
-    for suffix in KEYPOINT_SUFFIXES:
-        if path.endswith(suffix):
-            return path[: -len(suffix)]
-    return None
-
-
 def read_semantic(path: str, data: DataConfig, hw: tuple[int, int]) -> tuple[np.ndarray, str, tuple | None]:
-    """(semantic map float32 [h, w, C] at the crop size, kind, the file's own (H, W) or None)."""
+    """(semantic map float32 [h, w, C] at the crop size, its form, the file's own (H, W) or None)."""
     if path.lower().endswith(".npy"):
         return read_array(path, data, hw), ARRAY, None
-    if data.dataset == "deepfashion":
-        stem = keypoint_stem(path)
-        if stem is None:
-            raise DataError(f"{path}: a deepfashion run takes OpenPose keypoint files (NAME_candidate.txt with "
-                            f"NAME_subset.txt beside it) or a .npy pose map [H, W, {POSE_CHANNELS}]")
-        keypoints = read_keypoints(stem + KEYPOINT_SUFFIXES[0], stem + KEYPOINT_SUFFIXES[1])
-        return pose_map(keypoints, *hw), KEYPOINTS, None
-    if data.dataset == "edges":
-        rgb = read_rgb(path)
-        edges = binary_picture(rgb)
-        if edges is None:
-            return edge_map(resize_image(rgb, *hw), data.edges), PHOTO, rgb.shape[:2]
-        if edges.mean() > 0.5:  # black edges on white
-            edges = ~edges
-        return resize_ids(edges, *hw).astype(np.float32)[..., None], EDGE_MAP, rgb.shape[:2]
-    if data.use_instance:
-        raise DataError(f"{path}: this run's semantic map has an instance-boundary channel (data.use_instance), "
-                        f"which a label map alone does not give; pass a .npy semantic map "
-                        f"[H, W, {data.semantic_nc}] ({channel_layout(data)})")
-    ids = read_label_ids(path)
-    seg = data.segmentation
-    offset, dontcare = (seg.label_offset, seg.dontcare_id) if data.dataset == "segmentation" else (0, None)
-    label = semantic_map(resize_ids(ids, *hw) + offset, data.label_nc, dontcare_id=dontcare,
-                         contain_dontcare_label=data.contain_dontcare_label, source=path)
-    return label, LABEL_MAP, ids.shape[:2]
+    return dataset_kind(data).read_input(path, data, hw)
 
 
 def read_exemplar(path: str, data: DataConfig) -> np.ndarray:
@@ -225,28 +167,28 @@ def read_exemplar(path: str, data: DataConfig) -> np.ndarray:
     if binary_picture(rgb) is not None:
         raise DataError(f"{path}: the exemplar has only black and white pixels, like an edge or label map; "
                         "expected a photo")
-    if data.dataset == "deepfashion" and rgb.shape[0] != rgb.shape[1]:
-        rgb = square_photo(rgb)
-    return rgb
+    return dataset_kind(data).exemplar_photo(rgb)
 
 
 def prepare(job: Job, config: Config) -> dict[str, np.ndarray]:
     """label, exemplar ([-1, 1]) and exemplar_label of one job at the crop size."""
     data = config.data
+    kind = dataset_kind(data)
     hw = tuple(data.crop_size)
-    label, kind, _ = read_semantic(job.input, data, hw)
+    label, form, _ = read_semantic(job.input, data, hw)
     photo = read_exemplar(job.exemplar, data)
     if job.exemplar_input is None:
-        if data.dataset != "edges":
-            raise DataError(f"{job.exemplar}: the exemplar's semantic map is missing; a {data.dataset} run cannot "
+        if not kind.derives_exemplar_map:
+            raise DataError(f"{job.exemplar}: the exemplar's semantic map is missing; a {kind.name} run cannot "
                             f"derive it from the photo: give it with --exemplar-input (pair lists: a third field)")
         exemplar = resize_image(photo, *hw)
         exemplar_label = edge_map(exemplar, data.edges)
     else:
-        exemplar_label, exemplar_kind, own_size = read_semantic(job.exemplar_input, data, hw)
-        if data.dataset != "edges" and exemplar_kind != kind:
-            raise DataError(f"the input {job.input} ({kind}) and the exemplar's map {job.exemplar_input} "
-                            f"({exemplar_kind}) are of different kinds; give both the same way")
+        exemplar_label, exemplar_form, own_size = read_semantic(job.exemplar_input, data, hw)
+        # a map derived from the exemplar photo is as good as a given one, so those mix freely
+        if not kind.derives_exemplar_map and exemplar_form != form:
+            raise DataError(f"the input {job.input} ({form}) and the exemplar's map {job.exemplar_input} "
+                            f"({exemplar_form}) are of different kinds; give both the same way")
         if own_size is not None and own_size != photo.shape[:2]:
             raise DataError(f"{job.exemplar_input}: {own_size[1]}x{own_size[0]} but its exemplar {job.exemplar} is "
                             f"{photo.shape[1]}x{photo.shape[0]}; a map must have its photo's size")

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cocosnet_tf.config import POSE_CHANNELS, load_config
+from cocosnet_tf.config import load_config
 from cocosnet_tf.data.deepfashion import (DeepFashionSource, pad_to_square, pose_map, read_keypoints,
                                           square_photo)
+from cocosnet_tf.data.kinds import POSE_CHANNELS
 from cocosnet_tf.data.sources import SAMPLE_KEYS
 from cocosnet_tf.fileio import DataError
 

@@ -7,7 +7,7 @@ from PIL import Image
 from cocosnet_tf.config import EdgesConfig
 from cocosnet_tf.data.edges import edge_map
 from cocosnet_tf.data.geometry import inside, sample_bilinear
-from cocosnet_tf.data.sources import build_source
+from cocosnet_tf.data.kinds import build_source
 
 skimage_data = pytest.importorskip("skimage.data", reason="the real photographs come from scikit-image")
 

@@ -11,8 +11,8 @@ from PIL import Image
 
 from cocosnet_tf.config import load_config
 from cocosnet_tf.data.exemplars import read_pair_list
+from cocosnet_tf.data.kinds import build_source
 from cocosnet_tf.data.pairs import main, nearest_neighbours
-from cocosnet_tf.data.sources import build_source
 
 SIZE = 64
 CLASS_COLOURS = np.array([(20, 20, 20), (200, 40, 40), (40, 200, 40), (40, 40, 200)], np.uint8)

@@ -163,7 +163,7 @@ def test_workers_draw_different_augmentations(make_config):
 
 def test_test_phase_is_a_centre_crop_without_flips(make_config):
     c = make_config(*SMALL, "data.phase=test", "data.flip=true", "data.load_size=96", "data.scale_range=[1.0, 1.5]")
-    from cocosnet_tf.data.sources import build_source
+    from cocosnet_tf.data.kinds import build_source
     source = build_source(c.data)
     for s in first(build_dataset(c.data, shuffle=False), 3):
         raw = source.load(int(s["index"]), seed=0)

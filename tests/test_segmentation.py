@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cocosnet_tf.data.kinds import build_source
 from cocosnet_tf.data.labels import instance_boundaries
 from cocosnet_tf.data.pipeline import build_dataset
-from cocosnet_tf.data.sources import build_source
 from cocosnet_tf.fileio import DataError
 
 

@@ -11,19 +11,23 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from cocosnet_tf.config import DataConfig
 from cocosnet_tf.data.exemplars import normalise_key, read_pair_list
 from cocosnet_tf.data.folders import FolderSource, resize_image
 from cocosnet_tf.fileio import DataError, list_images, read_rgb
 
+if TYPE_CHECKING:  # the configuration imports the data kinds, which import this module
+    from cocosnet_tf.config import DataConfig
+
 POSE_FRAME = 1024  # side of the square frame the released keypoints are in
 PAD_VALUE = 232  # the studio-background grey the official preprocessing pads with
 KEYPOINTS = 18
+KEYPOINT_SUFFIXES = ("_candidate.txt", "_subset.txt")  # OpenPose's two files of one photo
 SUBSET_LENGTH = 20  # OpenPose subset row: 18 candidate indices, total score, part count
 CIRCLE_RADIUS = 20
 STICK_WIDTH = 20  # minor semi-axis of the limb ellipses
@@ -70,7 +74,15 @@ def pose_paths(root: str, key: str) -> tuple[str, str]:
     parts[parts.index("img")] = "pose"
     stem = os.path.join(root, *parts)
     stem = os.path.splitext(stem)[0]
-    return f"{stem}_candidate.txt", f"{stem}_subset.txt"
+    return stem + KEYPOINT_SUFFIXES[0], stem + KEYPOINT_SUFFIXES[1]
+
+
+def keypoint_stem(path: str) -> str | None:
+    """NAME of NAME_candidate.txt or NAME_subset.txt; None for other files."""
+    for suffix in KEYPOINT_SUFFIXES:
+        if path.endswith(suffix):
+            return path[: -len(suffix)]
+    return None
 
 
 def _read_table(path: str) -> np.ndarray:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from cocosnet_tf.config import DataConfig, EdgesConfig
 from cocosnet_tf.data.folders import FolderSource, resize_image
 from cocosnet_tf.fileio import list_images, read_rgb
+
+if TYPE_CHECKING:  # the configuration imports the data kinds, which import this module
+    from cocosnet_tf.config import DataConfig, EdgesConfig
 
 
 def edge_map(image: np.ndarray, config: EdgesConfig) -> np.ndarray:
@@ -23,6 +26,17 @@ def edge_map(image: np.ndarray, config: EdgesConfig) -> np.ndarray:
         gray = cv2.GaussianBlur(gray, (0, 0), config.blur_sigma)
     edges = cv2.Canny(gray, config.canny_low, config.canny_high)
     return (edges > 0).astype(np.float32)[..., None]
+
+
+def binary_picture(rgb: np.ndarray) -> np.ndarray | None:
+    """A one-channel picture of only two values (0/255 or 0/1) as bool, else None."""
+    grey = rgb[..., 0]
+    if not (np.array_equal(grey, rgb[..., 1]) and np.array_equal(grey, rgb[..., 2])):
+        return None
+    values = np.unique(grey)
+    if set(values.tolist()) <= {0, 255} or set(values.tolist()) <= {0, 1}:
+        return grey > 0
+    return None
 
 
 class EdgeSource(FolderSource):

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cocosnet_tf.config import ExemplarConfig
 from cocosnet_tf.fileio import DataError, atomic_write_text
+
+if TYPE_CHECKING:  # the configuration imports the data kinds, which import this module
+    from cocosnet_tf.config import ExemplarConfig
 
 
 def normalise_key(path: str) -> str:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import abc
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from cocosnet_tf.config import DataConfig
 from cocosnet_tf.data.exemplars import ExemplarPicker, read_pair_list
 from cocosnet_tf.data.geometry import SmoothWarp, pseudo_pair
 from cocosnet_tf.data.sources import Source, make_sample
 from cocosnet_tf.fileio import DataError
+
+if TYPE_CHECKING:  # the configuration imports the data kinds, which import this module
+    from cocosnet_tf.config import DataConfig
 
 
 def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:

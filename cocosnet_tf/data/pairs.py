@@ -32,7 +32,7 @@ from cocosnet_tf.cli import add_config_arguments, config_from_args, run
 from cocosnet_tf.config import Config, ConfigError
 from cocosnet_tf.data.exemplars import write_pair_list
 from cocosnet_tf.data.folders import FolderSource
-from cocosnet_tf.data.sources import build_source
+from cocosnet_tf.data.kinds import KINDS, build_source, dataset_kind
 from cocosnet_tf.fileio import DataError, atomic_write_text
 
 FEATURES = ("label", "image", "both")
@@ -162,9 +162,10 @@ def main(argv: list[str] | None = None) -> None:
 
     def body() -> None:
         config = config_from_args(args)
-        if config.data.dataset == "synthetic":
-            raise ConfigError("data.dataset: the 'synthetic' scenes are generated, not files, so there is "
-                              "nothing to pair; pair lists are for segmentation, edges or deepfashion")
+        if not dataset_kind(config.data).from_files:
+            paired = ", ".join(name for name, kind in KINDS.items() if kind.from_files)
+            raise ConfigError(f"data.dataset: the {config.data.dataset!r} scenes are generated, not files, so there "
+                              f"is nothing to pair; pair lists are for {paired}")
         # Read targets only: the configured exemplars (perhaps the very list being rebuilt)
         # are not needed and may not exist yet.
         targets_only = dataclasses.replace(config.data, exemplar=dataclasses.replace(

@@ -16,7 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 from cocosnet_tf.config import DataConfig
-from cocosnet_tf.data.sources import SAMPLE_KEYS, Source, build_source
+from cocosnet_tf.data.kinds import build_source
+from cocosnet_tf.data.sources import SAMPLE_KEYS, Source
 from cocosnet_tf.fileio import DataError
 
 log = logging.getLogger(__name__)

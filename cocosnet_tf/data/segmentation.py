@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cocosnet_tf.config import DataConfig
 from cocosnet_tf.data.folders import FolderSource, resize_ids, resize_image
 from cocosnet_tf.data.labels import semantic_map
 from cocosnet_tf.fileio import DataError, list_images, read_label_ids, read_rgb
+
+if TYPE_CHECKING:  # the configuration imports the data kinds, which import this module
+    from cocosnet_tf.config import DataConfig
 
 log = logging.getLogger(__name__)
 

@@ -22,13 +22,16 @@ warp) draw from `numpy.random.default_rng([seed, index])`.
 from __future__ import annotations
 
 import abc
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cocosnet_tf.config import DataConfig
 from cocosnet_tf.data import synthetic
 from cocosnet_tf.data.geometry import inside
 from cocosnet_tf.data.labels import semantic_map
+
+if TYPE_CHECKING:  # the configuration imports the data kinds, which import this module
+    from cocosnet_tf.config import DataConfig
 
 SAMPLE_KEYS = ("label", "image", "exemplar", "exemplar_label", "self_ref", "flow", "flow_mask", "has_flow")
 
@@ -107,16 +110,3 @@ class SyntheticSource(Source):
         return semantic_map(classes, c.label_nc, contain_dontcare_label=c.contain_dontcare_label,
                             instance=instances if c.use_instance else None, source="synthetic scene")
 
-
-def build_source(config: DataConfig) -> Source:
-    """The source named by `data.dataset`."""
-    if config.dataset == "synthetic":
-        return SyntheticSource(config)
-    if config.dataset == "segmentation":
-        from cocosnet_tf.data.segmentation import SegmentationSource
-        return SegmentationSource(config)
-    if config.dataset == "edges":
-        from cocosnet_tf.data.edges import EdgeSource
-        return EdgeSource(config)
-    from cocosnet_tf.data.deepfashion import DeepFashionSource
-    return DeepFashionSource(config)

@@ -35,7 +35,7 @@ import keras
 import tensorflow as tf
 
 from cocosnet_tf import weights as cached_weights
-from cocosnet_tf.config import POSE_CHANNELS
+from cocosnet_tf.data.kinds import POSE_CHANNELS
 from cocosnet_tf.data.labels import palette
 from cocosnet_tf.losses.vgg import MissingWeightsError, build_vgg, features
 
