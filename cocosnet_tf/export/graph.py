@@ -26,6 +26,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from cocosnet_tf.config import Config, DataConfig
+from cocosnet_tf.data.kinds import dataset_kind
 from cocosnet_tf.model import CoCosNet
 
 INPUTS = ("label", "exemplar", "exemplar_label")
@@ -53,34 +54,14 @@ def float_function(model: CoCosNet) -> tf.types.experimental.PolymorphicFunction
 
 def encoded_reason(data: DataConfig) -> str:
     """Why a run cannot have the encoded signature ('' when it can)."""
-    if data.dataset == "deepfashion":
-        return "pose maps (20 channels) are not images; use the float signature"
-    if data.use_instance:
-        return "the instance-boundary channel needs instance maps; use the float signature"
-    return ""
+    return dataset_kind(data).encoded_reason(data)
 
 
 def _semantic(encoded: tf.Tensor, data: DataConfig) -> tf.Tensor:
     """One PNG -> float32 [h, w, C] at the export size."""
     h, w = data.crop_size
     ids = tf.io.decode_image(encoded, channels=1, expand_animations=False)
-    ids = _resized(ids, [h, w], "nearest")[..., 0]
-    if data.dataset == "edges":
-        return tf.cast(ids > 127, tf.float32)[..., None]
-    ids = tf.cast(ids, tf.int32)
-    seg = data.segmentation
-    offset, dontcare = (seg.label_offset, seg.dontcare_id) if data.dataset == "segmentation" else (0, None)
-    ids += offset
-    is_dontcare = tf.equal(ids, dontcare) if dontcare is not None else tf.zeros_like(ids, tf.bool)
-    valid = tf.logical_or(is_dontcare, tf.logical_and(ids >= 0, ids < data.label_nc))
-    check = tf.debugging.assert_equal(tf.reduce_all(valid), True,
-                                      message=f"label ids must be within 0..{data.label_nc - 1}"
-                                              + (f" or the don't-care id {dontcare}" if dontcare is not None else ""))
-    with tf.control_dependencies([check]):
-        onehot = tf.one_hot(tf.where(is_dontcare, -1, ids), data.label_nc)
-    if data.contain_dontcare_label:
-        onehot = tf.concat([onehot, tf.cast(is_dontcare, tf.float32)[..., None]], -1)
-    return onehot
+    return dataset_kind(data).decode_encoded(_resized(ids, [h, w], "nearest")[..., 0], data)
 
 
 def _photo(encoded: tf.Tensor, data: DataConfig) -> tf.Tensor:

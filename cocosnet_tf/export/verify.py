@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 
 from cocosnet_tf.config import SIZE_MULTIPLE, Config
+from cocosnet_tf.data.kinds import dataset_kind
 from cocosnet_tf.fileio import DataError
 
 STRICT_TEXTURED = ("warp0",)
@@ -139,16 +140,11 @@ def encoded_inputs(config: Config, seed: int = 0) -> tuple[dict[str, list[bytes]
     photo = np.clip(np.rint((inputs["exemplar"][0] + 1) * 127.5), 0, 255).astype(np.uint8)
     inputs["exemplar"] = photo[None].astype(np.float32) / 127.5 - 1.0
     pngs = {"exemplar": [_png(photo)]}
-    offset = data.segmentation.label_offset if data.dataset == "segmentation" else 0
+    kind = dataset_kind(data)
     for key in ("label", "exemplar_label"):
-        if data.dataset == "edges":
-            pngs[key] = [_png(inputs[key][0, ..., 0].astype(np.uint8) * 255)]
-            continue
-        # ids the PNG can hold (0..255 after the offset), one-hot over label_nc, no don't-care pixel
-        ids = np.clip(np.argmax(inputs[key][0], -1), max(0, offset), min(data.label_nc, 256 + offset) - 1)
-        inputs[key] = np.zeros_like(inputs[key])
-        inputs[key][0, ..., :data.label_nc] = np.eye(data.label_nc, dtype=np.float32)[ids]
-        pngs[key] = [_png((ids - offset).astype(np.uint8))]
+        image, semantic = kind.encode_example(inputs[key][0], data)
+        inputs[key] = semantic[None]
+        pngs[key] = [_png(image)]
     return pngs, inputs
 
 
