@@ -77,8 +77,13 @@ def tiny_exports(tmp_path_factory):
     import sys
     from types import SimpleNamespace
 
+    import keras
+
     root = tmp_path_factory.mktemp("exports")
     config = load_config(None, TINY_EXPORT)
+    # the same weights in every session, whichever tests ran first in this process: the
+    # export's own checks then judge one network, not a new random one each time
+    keras.utils.set_random_seed(config.train.seed)
     save_run(config, root / "run")
     env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
     procs = {kind: subprocess.Popen([sys.executable, "-m", "cocosnet_tf.export", kind, "--run", str(root / "run"),
