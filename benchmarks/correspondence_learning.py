@@ -173,7 +173,7 @@ def main(argv=None) -> int:
     config = synthetic_config(parser, args)
     keras.mixed_precision.set_dtype_policy(config.train.mixed_precision)
     model = seeded_model(config)
-    model.setup_training()
+    model.compile()
     net, optimizer = model.correspondence, model.g_optimizer
     frozen = {id(v) for v in zero_flow_heads(net)} if args.frozen_refinement else set()
     variables = [v for v in net.trainable_variables if id(v) not in frozen]

@@ -44,7 +44,7 @@ def run_case(case: dict) -> dict:
     data = next(iter(build_dataset(config.data, batch)))
     model = CoCosNet(config, config.data.semantic_nc)
     model.build_all(size, size)
-    model.setup_training()
+    model.compile()
     step = tf.function(model.train_step)
 
     idle = current_rss_gb()

@@ -2,15 +2,17 @@
 for training.
 
 `call(label, exemplar, exemplar_label)` is inference: {"image", "warps"}.
-`train_step(batch)` runs one generator step (correspondence and generator, their Adam
-with lr/2) and one discriminator step (its Adam with 2 lr) on the generator step's
-output, as the official trainer (with LSeSim, a step of its heads between them); it
-returns every loss. Gradients are computed in
-`tf.function`s compiled with XLA when `train.jit_compile` is set; applying them (and,
-under tf.distribute, the all-reduce of the gradients) happens outside XLA.
+`compile()` sets up training and `fit` trains, under any tf.distribute strategy whose
+scope the model was made in. `train_step(batch)` runs one generator step (correspondence
+and generator, their Adam with lr/2) and one discriminator step (its Adam with 2 lr) on
+the generator step's output, as the official trainer (with LSeSim, a step of its heads
+between them); it returns every loss. Gradients are computed in `tf.function`s compiled
+with XLA when `train.jit_compile` is set; applying them (and, under tf.distribute, the
+all-reduce of the gradients) happens outside XLA.
 
-Each returned loss is this replica's share of the global-batch mean, so the sum over
-replicas is the loss of the global batch (tf.nn.compute_average_loss).
+Each loss is computed as this replica's share of the global-batch mean
+(tf.nn.compute_average_loss); the step returns their sum over the replicas, the loss of
+the global batch, on every replica.
 """
 
 from __future__ import annotations
@@ -131,16 +133,34 @@ class CoCosNet(Composite, keras.Model):
         return self.correspondence.trainable_variables + self.generator.trainable_variables
 
     # ------------------------------------------------------------------ training
-    def setup_training(self, vgg_model: keras.Model | None = None, sesim_trunk: keras.Model | None = None) -> None:
-        """Optimisers (and the VGG models of the losses that are on); call in the strategy scope."""
+    def compile(self, g_optimizer: keras.optimizers.Optimizer | None = None,
+                d_optimizer: keras.optimizers.Optimizer | None = None, vgg_model: keras.Model | None = None,
+                sesim_trunk: keras.Model | None = None) -> None:
+        """Set up training for `fit`; call in the strategy scope, after `build_all`.
+
+        The optimisers default to the official ones: Adam with config.train's betas at
+        lr/2 and epsilon 1e-3 for the generator side, at 2 lr for the discriminator
+        (train.decay_steps makes both rates decay). Under train.mixed_precision
+        mixed_float16 each is wrapped in a LossScaleOptimizer, unless it is one. The VGG
+        networks of the losses that are on are loaded (`vgg_model` and `sesim_trunk`, or
+        the files the config names), and with learned LSeSim heads their own Adam. The
+        step function is never compiled with XLA as a whole: only the gradient
+        computations are, when train.jit_compile is set.
+        """
         t = self.config.train
-        self.g_optimizer = keras.optimizers.Adam(learning_rate(t.lr / 2, t), beta_1=t.beta1, beta_2=t.beta2,
-                                                 epsilon=GENERATOR_ADAM_EPSILON, name="g_adam")
-        self.d_optimizer = keras.optimizers.Adam(learning_rate(t.lr * 2, t), beta_1=t.beta1, beta_2=t.beta2,
-                                                 name="d_adam")
+        g_optimizer = g_optimizer or keras.optimizers.Adam(
+            learning_rate(t.lr / 2, t), beta_1=t.beta1, beta_2=t.beta2, epsilon=GENERATOR_ADAM_EPSILON, name="g_adam")
+        d_optimizer = d_optimizer or keras.optimizers.Adam(
+            learning_rate(t.lr * 2, t), beta_1=t.beta1, beta_2=t.beta2, name="d_adam")
         if t.mixed_precision == "mixed_float16":
-            self.g_optimizer = keras.optimizers.LossScaleOptimizer(self.g_optimizer, name="g_scaled")
-            self.d_optimizer = keras.optimizers.LossScaleOptimizer(self.d_optimizer, name="d_scaled")
+            g_optimizer, d_optimizer = (
+                o if isinstance(o, keras.optimizers.LossScaleOptimizer)
+                else keras.optimizers.LossScaleOptimizer(o, name=f"{side}_scaled")
+                for side, o in (("g", g_optimizer), ("d", d_optimizer)))
+        # two optimisers, so none is Keras' single `optimizer`; the gradient all-reduce and
+        # the updates must stay outside XLA, so the step function is not jit-compiled
+        super().compile(optimizer=None, jit_compile=False)
+        self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
         if uses_vgg(self.config):
             w = self.config.losses
             self._loss_networks.vgg = vgg_model or vgg.build_vgg(vgg.find_weights(w.vgg_weights, w.vgg_network),
@@ -262,6 +282,7 @@ class CoCosNet(Composite, keras.Model):
         return {k: tf.cast(v, self.full_precision) for k, v in batch.items() if k in TRAIN_KEYS}
 
     def train_step(self, batch):
+        """One training step on this replica's part of `batch` -> the global batch's losses."""
         batch = self.training_batch(batch)
         context = tf.distribute.get_replica_context()
         self_ref_total = tf.reduce_sum(batch["self_ref"])
@@ -282,4 +303,21 @@ class CoCosNet(Composite, keras.Model):
         power_iterations(self.discriminator)
         d_grads, d_losses = self._discriminator_gradients(batch, fake)
         self.d_optimizer.apply_gradients(zip(d_grads, self.discriminator.trainable_variables))
-        return {**{f"G_{k}": v for k, v in g_losses.items()}, **{f"D_{k}": v for k, v in d_losses.items()}, **heads}
+        losses = {**{f"G_{k}": v for k, v in g_losses.items()}, **{f"D_{k}": v for k, v in d_losses.items()},
+                  **heads}
+        if context is not None:
+            # the same figures on every replica, so that fit's mean over the replicas keeps them
+            losses = context.all_reduce(tf.distribute.ReduceOp.SUM, losses)
+        if several_workers():
+            # across workers fit reduces each output with a mean over its axis 0, which a
+            # scalar does not have; the mean of this one-element axis is the scalar again
+            losses = {k: v[None] for k, v in losses.items()}
+        return losses
+
+
+def several_workers() -> bool:
+    """Whether the current strategy's replicas span several workers."""
+    if not tf.distribute.has_strategy():
+        return False
+    strategy = tf.distribute.get_strategy()
+    return strategy.num_replicas_in_sync > len(strategy.extended.worker_devices)

@@ -30,7 +30,6 @@ default strategy otherwise.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -39,7 +38,6 @@ from cocosnet_tf.checkpoints import check_readable, complete_checkpoints, newest
 from cocosnet_tf.cli import add_config_arguments, config_from_args, run
 from cocosnet_tf.config import Config, ConfigError, load_config
 from cocosnet_tf.data.kinds import dataset_kind
-from cocosnet_tf.fileio import atomic_write_text
 
 
 def resume_point(run_dir: Path, overrides: list[str]) -> tuple[Config, Config, str]:
@@ -99,10 +97,11 @@ def main(argv: list[str] | None = None) -> None:
               f"{config.data.dataset} data at {' x '.join(map(str, config.data.crop_size))}", flush=True)
 
         # TensorFlow loads from here on
-        from cocosnet_tf.heldout import HELDOUT_PAIRS, heldout_lines, heldout_report
+        from cocosnet_tf.callbacks import NonFiniteLossError
+        from cocosnet_tf.heldout import heldout_lines
         from cocosnet_tf.losses.vgg import find_weights
         from cocosnet_tf.model import uses_vgg
-        from cocosnet_tf.trainer import NonFiniteLossError, Trainer, configure_devices, weights_fingerprint
+        from cocosnet_tf.trainer import Trainer, configure_devices, weights_fingerprint
 
         # everything that can refuse the run comes before anything is written
         if uses_vgg(config):
@@ -129,10 +128,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"stopped at step {step} of {config.train.steps} after {minutes:.1f} min; continue with:\n"
                   f"  python -m cocosnet_tf.train --run-dir {run_dir} --resume")
             return
-        print("measuring the held-out pairs...", flush=True)
-        report = {"which_pairs": HELDOUT_PAIRS, **heldout_report(trainer.model, config)}
-        atomic_write_text(run_dir / "heldout.json", json.dumps(report, indent=2) + "\n")
-        print("\n".join([f"done: {step} steps in {minutes:.1f} min, in {run_dir}", *heldout_lines(report),
+        lines = heldout_lines(trainer.heldout.report)
+        print("\n".join([f"done: {step} steps in {minutes:.1f} min, in {run_dir}", *lines,
                          *next_commands(run_dir, config)]), flush=True)
 
     run(body)

@@ -1,7 +1,8 @@
-"""The training loop behind `python -m cocosnet_tf.train` (its docstring describes the
-run directory): devices and strategy, the networks and optimisers, checkpoints, logs and
-sample grids. Imported only once the command has parsed its arguments: it loads
-TensorFlow.
+"""The training behind `python -m cocosnet_tf.train` (its docstring describes the run
+directory): devices and strategy, the networks and optimisers, resuming, and `fit` with
+the command's callbacks (cocosnet_tf.callbacks: checkpoints, progress and TensorBoard
+scalars, sample grids, the held-out report, stopping on a signal or a non-finite loss).
+Imported only once the command has parsed its arguments: it loads TensorFlow.
 """
 
 from __future__ import annotations
@@ -10,30 +11,19 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import signal
-import time
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from cocosnet_tf.callbacks import (Checkpoints, CountSteps, HeldoutReport, Progress, SampleGrids, StopOnNonFiniteLoss,
+                                   StopOnSignal)
 from cocosnet_tf.checkpoints import first_line, record_state
 from cocosnet_tf.config import Config, ConfigError
-from cocosnet_tf.data.pipeline import build_dataset, distributed_dataset
-from cocosnet_tf.fileio import save_png
-from cocosnet_tf.heldout import heldout_data
+from cocosnet_tf.data.pipeline import distributed_dataset
 from cocosnet_tf.memory import MemoryReleaser
 from cocosnet_tf.model import CoCosNet
-from cocosnet_tf.visualize import translation_grid
-
-log = logging.getLogger("cocosnet_tf.train")
-
-
-class NonFiniteLossError(RuntimeError):
-    pass
-
 
 # ---------------------------------------------------------------------------- setup
 def configure_devices(config: Config) -> None:
@@ -105,7 +95,7 @@ class Trainer:
         with self.strategy.scope():
             self.model = CoCosNet(config, config.data.semantic_nc)
             self.model.build_all(h, w)
-            self.model.setup_training()
+            self.model.compile()
             self.checkpoint = tf.train.Checkpoint(model=self.model, g_optimizer=self.model.g_optimizer,
                                                   d_optimizer=self.model.d_optimizer, step=self.step)
         folder = run_dir / "checkpoints"
@@ -120,8 +110,7 @@ class Trainer:
         self.dataset = distributed_dataset(self.strategy, config.data, config.train.batch_size,
                                            start_step=int(self.step))
         self.writer = tf.summary.create_file_writer(str(run_dir / "logs")) if self.chief else None
-        self.stop_requested = False
-        self._samples = None  # the held-out batch of the sample grids, read once
+        self.heldout = HeldoutReport(config, run_dir, self.step)
 
     def restore(self, path: str, run_config: Config) -> None:
         """Every variable from `path`, or a ConfigError naming the settings that differ from
@@ -142,97 +131,34 @@ class Trainer:
                               "--run-dir") from err
         print(f"resumed from {path} at step {int(self.step)}", flush=True)
 
-    def _request_stop(self, signum, frame):
-        log.warning("signal %d: stopping after this step and saving a checkpoint", signum)
-        self.stop_requested = True
+    def callbacks(self) -> list[keras.callbacks.Callback]:
+        """fit's callbacks but the signal handling, in the order they must see each step."""
+        t, step, chief = self.config.train, self.step, self.chief
+        return [StopOnNonFiniteLoss(step, lambda: self.manager.latest_checkpoint), CountSteps(step),
+                Progress(step, t.steps, t.log_every, self.writer),
+                *([SampleGrids(self.config, self.run_dir, step, self.writer)] if chief else []),
+                Checkpoints(self.manager, step, t.checkpoint_every, chief), *([self.heldout] if chief else [])]
 
-    def make_step(self):
-        strategy = self.strategy
-
-        @tf.function
-        def step(iterator):
-            losses = strategy.run(self.model.train_step, args=(next(iterator),))
-            return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in losses.items()}
-
-        return step
-
-    def save(self) -> None:
-        path = self.manager.save(checkpoint_number=int(self.step))
-        if not self.chief:
-            shutil.rmtree(Path(path).parent, ignore_errors=True)
-        else:
-            print(f"checkpoint {path}", flush=True)
-
-    def train(self) -> dict:
+    def train(self) -> None:
+        """fit the steps left; with none left, only the held-out report."""
         t = self.config.train
-        handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-        step_fn = self.make_step()
-        iterator = iter(self.dataset)
-        saved_step, losses = int(self.step), {}
+        left = t.steps - int(self.step)
+        if left <= 0:
+            # fit takes steps_per_epoch=0 as "until the data ends", and ours never ends
+            if self.chief:
+                self.heldout.set_model(self.model)
+                self.heldout.on_train_end()
+            return
         every = f"every {t.log_every} steps" if t.log_every > 1 else "every step"
         print(f"tracing the training step: the first step builds its graph, which takes a while; then a line "
               f"{every}", flush=True)
-        started = time.perf_counter()
-        steady = None  # (step, time) after the first step: the rate and ETA leave tracing out
+        stop = StopOnSignal()
         try:
             with MemoryReleaser(self.config.runtime.release_memory):
-                while int(self.step) < t.steps and not self.stop_requested:
-                    losses = {k: float(v) for k, v in step_fn(iterator).items()}
-                    bad = [k for k, v in losses.items() if not np.isfinite(v)]
-                    if bad:
-                        values = ", ".join(f"{k}={losses[k]}" for k in bad)
-                        raise NonFiniteLossError(
-                            f"non-finite loss at step {int(self.step) + 1}: {values}"
-                            f"; the last good checkpoint is {self.manager.latest_checkpoint}")
-                    self.step.assign_add(1)
-                    step = int(self.step)
-                    if steady is None:
-                        steady = (step, time.perf_counter())
-                        self.log(step, losses, f"first step {steady[1] - started:.0f} s (tracing included)")
-                    elif step % t.log_every == 0 or step == t.steps:
-                        rate = (step - steady[0]) / max(time.perf_counter() - steady[1], 1e-9)
-                        eta = (t.steps - step) / max(rate, 1e-9)
-                        left = f"{eta:.0f} s" if eta < 90 else f"{eta / 60:.1f} min"
-                        self.log(step, losses, f"{rate:.2f} steps/s  ETA {left}", rate)
-                    if self.chief and (step % t.sample_every == 0 or step == t.steps):
-                        self.write_samples(step)
-                    if step % t.checkpoint_every == 0:
-                        self.save()
-                        saved_step = step
-                if int(self.step) > saved_step:
-                    self.save()
+                self.model.fit(self.dataset, epochs=1, steps_per_epoch=left, shuffle=False, verbose=0,
+                               callbacks=[*self.callbacks(), stop])
         finally:
-            for s, handler in handlers.items():
-                signal.signal(s, handler)
-        return losses
-
-    def log(self, step: int, losses: dict, speed: str, rate: float | None = None) -> None:
-        shown = " ".join(f"{k}={v:.3f}" for k, v in losses.items())
-        print(f"step {step}/{self.config.train.steps}  {speed}  {shown}", flush=True)
-        if self.writer is not None:
-            with self.writer.as_default(step=step):
-                for k, v in losses.items():
-                    tf.summary.scalar(f"loss/{k}", v)
-                # np.asarray: a mirrored learning rate has no __float__
-                tf.summary.scalar("lr/generator", float(np.asarray(self.model.g_optimizer.learning_rate)))
-                tf.summary.scalar("lr/discriminator", float(np.asarray(self.model.d_optimizer.learning_rate)))
-                if rate is not None:
-                    tf.summary.scalar("speed/steps_per_s", rate)
-
-    def sample_batch(self) -> dict:
-        if self._samples is None:
-            batch = next(iter(build_dataset(heldout_data(self.config), min(4, self.config.train.batch_size),
-                                            repeat=False)))
-            self._samples = {k: v.numpy() for k, v in batch.items()}
-        return self._samples
-
-    def write_samples(self, step: int) -> None:
-        batch = self.sample_batch()
-        out = self.model(batch["label"], batch["exemplar"], batch["exemplar_label"])
-        grid = translation_grid(batch, out["image"].numpy(), [w.numpy() for w in out["warps"]])
-        save_png(self.run_dir / "samples" / f"step_{step:07d}.png", grid)
-        with self.writer.as_default(step=step):
-            tf.summary.image("samples", grid[None], step=step)
+            stop.restore()  # when fit ended by an exception, on_train_end did not
 
 
 def weights_fingerprint(variables) -> str:

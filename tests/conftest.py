@@ -27,7 +27,7 @@ def save_run(config, run_dir):
     h, w = config.data.crop_size
     model = CoCosNet(config, config.data.semantic_nc)
     model.build_all(h, w)
-    model.setup_training()
+    model.compile()
     checkpoint = tf.train.Checkpoint(model=model, g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer,
                                      step=tf.Variable(1, dtype=tf.int64, name="step"))
     tf.train.CheckpointManager(checkpoint, str(run_dir / "checkpoints"), max_to_keep=3).save(checkpoint_number=1)

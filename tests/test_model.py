@@ -17,7 +17,7 @@ def tiny_model(*overrides, vgg_model=None):
     config = load_config("configs/demo.yaml", TINY + list(overrides))
     model = CoCosNet(config, config.data.semantic_nc)
     model.build_all(SIZE, SIZE)
-    model.setup_training(vgg_model)
+    model.compile(vgg_model=vgg_model)
     batch = next(iter(build_dataset(config.data, 2)))
     return model, {k: v for k, v in batch.items()}
 
