@@ -147,6 +147,9 @@ class CoCosNet(Composite, keras.Model):
         step function is never compiled with XLA as a whole: only the gradient
         computations are, when train.jit_compile is set.
         """
+        if not all(layer.built for layer in self._flatten_layers()):
+            raise ValueError("CoCosNet.compile: call build_all(height, width) first, so that the optimisers are "
+                             "built for every variable")
         t = self.config.train
         g_optimizer = g_optimizer or keras.optimizers.Adam(
             learning_rate(t.lr / 2, t), beta_1=t.beta1, beta_2=t.beta2, epsilon=GENERATOR_ADAM_EPSILON, name="g_adam")
@@ -179,6 +182,13 @@ class CoCosNet(Composite, keras.Model):
             self._sesim_gradients = tf.function(self._sesim_gradients_eager, jit_compile=jit)
         self._generator_gradients = tf.function(self._generator_gradients_eager, jit_compile=jit)
         self._discriminator_gradients = tf.function(self._discriminator_gradients_eager, jit_compile=jit)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Nothing to build: compile requires every variable made. Keras' own, under a
+        strategy, reads a batch from an iterator of its own before fit's, which makes
+        fit's the data's second iteration; a seeded stream that reshuffles on every
+        iteration (cocosnet_tf.data.pipeline's) would then train on another order than
+        on one device or in a resumed run."""
 
     def _average(self, per_sample: tf.Tensor) -> tf.Tensor:
         return tf.nn.compute_average_loss(per_sample, global_batch_size=self.global_batch)
