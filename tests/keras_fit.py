@@ -43,9 +43,9 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--steps-per-epoch", type=int, required=True)
-    parser.add_argument("--repeat-first-batches", action="store_true",
-                        help="every epoch reads the data's first STEPS_PER_EPOCH batches (otherwise the "
-                             "stream runs on across epochs, as the training command's)")
+    parser.add_argument("--one-batch", action="store_true",
+                        help="every step reads the data's first batch (otherwise the stream runs on across "
+                             "epochs, as the training command's)")
     parser.add_argument("--backup", required=True, help="BackupAndRestore's folder")
     parser.add_argument("--logs", required=True, help="TensorBoard's folder")
     parser.add_argument("--interrupt-at", type=int, default=None, help="stop before this epoch (0-based)")
@@ -62,11 +62,9 @@ def main() -> None:
         model = CoCosNet(config, config.data.semantic_nc)
         model.build_all(*config.data.crop_size)
         model.compile()
-    if args.repeat_first_batches:
-        data = build_dataset(config.data, config.train.batch_size, repeat=False, shuffle=False)
-        data = data.take(args.steps_per_epoch)
-    else:
-        data = build_dataset(config.data, config.train.batch_size)
+    data = build_dataset(config.data, config.train.batch_size)
+    if args.one_batch:
+        data = data.take(1).repeat()
     callbacks = [keras.callbacks.TensorBoard(args.logs), keras.callbacks.BackupAndRestore(args.backup)]
     if args.interrupt_at is not None:
         callbacks.append(InterruptAt(args.interrupt_at))

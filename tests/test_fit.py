@@ -57,9 +57,10 @@ def test_fit_on_two_replicas_ends_where_the_training_command_does(tmp_path):
 
 
 def test_backup_and_restore_resumes_fit_where_it_stopped(tmp_path):
-    """Epochs of one step, each on the data's first batch: stopped before the third, the
-    job run again resumes at the third and ends where an uninterrupted one does."""
-    epochs = ("--epochs", "3", "--steps-per-epoch", "1", "--repeat-first-batches")
+    """Epochs of one step, each on the data's first batch (BackupAndRestore restores the
+    state and the epoch, not the data's position): stopped before the third, the job run
+    again resumes at the third and ends where an uninterrupted one does."""
+    epochs = ("--epochs", "3", "--steps-per-epoch", "1", "--one-batch")
     straight = keras_fit(tmp_path, "straight", *epochs)
     first = keras_fit(tmp_path, "resumed", *epochs, "--interrupt-at", "2")
     assert "interrupted before epoch 2" in finish(first)
