@@ -147,9 +147,6 @@ class CoCosNet(Composite, keras.Model):
         step function is never compiled with XLA as a whole: only the gradient
         computations are, when train.jit_compile is set.
         """
-        if not all(layer.built for layer in self._flatten_layers()):
-            raise ValueError("CoCosNet.compile: call build_all(height, width) first, so that the optimisers are "
-                             "built for every variable")
         t = self.config.train
         g_optimizer = g_optimizer or keras.optimizers.Adam(
             learning_rate(t.lr / 2, t), beta_1=t.beta1, beta_2=t.beta2, epsilon=GENERATOR_ADAM_EPSILON, name="g_adam")
@@ -168,11 +165,14 @@ class CoCosNet(Composite, keras.Model):
             w = self.config.losses
             self._loss_networks.vgg = vgg_model or vgg.build_vgg(vgg.find_weights(w.vgg_weights, w.vgg_network),
                                                                  w.vgg_network)
+        if self.sesim is not None:
+            self._loss_networks.sesim = sesim_trunk or sesim.build_trunk(sesim.find_trunk_weights())
+        if not all(net.built for net in (self.correspondence, self.generator, self.discriminator)):
+            raise ValueError("CoCosNet.compile: call build_all(height, width) first, so that the optimisers are "
+                             "built for every variable")
         self.g_optimizer.build(self.generator_variables())
         self.d_optimizer.build(self.discriminator.trainable_variables)
         jit = t.jit_compile
-        if self.sesim is not None:
-            self._loss_networks.sesim = sesim_trunk or sesim.build_trunk(sesim.find_trunk_weights())
         if self.sesim is not None and self.sesim.learned:
             # the heads' own Adam at the generator's rate, as the official code
             self.sesim.build()

@@ -184,7 +184,7 @@ def tiny_model(*overrides):
                                                "losses.sesim.patches=16", *overrides])
     model = CoCosNet(config, config.data.semantic_nc)
     model.build_all(*config.data.crop_size)
-    model.setup_training(sesim_trunk=sesim.build_trunk(None))
+    model.compile(sesim_trunk=sesim.build_trunk(None))
     return model, next(iter(build_dataset(config.data, 2)))
 
 
@@ -270,7 +270,7 @@ def test_fsesim_without_vgg16_weights_is_one_clear_line(monkeypatch, tmp_path):
     config = load_config("configs/demo.yaml", ["losses.spatial_correlative=1"])
     model = CoCosNet(config, config.data.semantic_nc)
     with pytest.raises(MissingWeightsError) as info:
-        model.setup_training()
+        model.compile()
     message = str(info.value)
     assert "losses.spatial_correlative" in message and "python -m cocosnet_tf.weights fetch vgg16" in message
     assert str(tmp_path) in message and "\n" not in message
