@@ -64,7 +64,9 @@ def main() -> None:
         model.compile()
     data = build_dataset(config.data, config.train.batch_size)
     if args.one_batch:
-        data = data.take(1).repeat()
+        # cached: the stream reshuffles each time it is re-read, so a plain take(1).repeat()
+        # would give every epoch another batch, and a resumed job not the one it stopped at
+        data = data.take(1).cache().repeat()
     callbacks = [keras.callbacks.TensorBoard(args.logs), keras.callbacks.BackupAndRestore(args.backup)]
     if args.interrupt_at is not None:
         callbacks.append(InterruptAt(args.interrupt_at))
