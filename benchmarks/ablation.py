@@ -16,8 +16,10 @@ table. From each run's heldout.json (train.py's held-out report) the table gives
 correspondence level, the EPE and PCK@1/3 of the model, of the zero flow, of the
 coarsest level upsampled and of the model with its ConvGRU flow heads zeroed; then the
 finest warp's PSNR against the unwarped exemplar, and the output's PSNR, SSIM and colour
-distance to the exemplar (against the target's). Markdown on stdout, everything as JSON
-in --out.
+distance to the exemplar (against the target's). Then `python -m cocosnet_tf.evaluate`
+measures each run's distribution against the targets on evaluate's own pairs: SWD, and
+FID where the Inception weights are cached (`python -m cocosnet_tf.weights fetch
+inception`). Markdown on stdout, everything as JSON in --out.
 """
 
 from __future__ import annotations
@@ -35,18 +37,31 @@ from harness import ROOT, write_report
 METHODS = ("model", "zero_flow", "coarsest_upsampled", "flow_heads_zeroed")
 
 
-def train(config: str, overrides: list[str], run_dir: Path) -> float:
-    """Train one run in its own process; its wall clock in seconds."""
-    args = [sys.executable, "-m", "cocosnet_tf.train", "--config", config, "--run-dir", str(run_dir)]
-    if overrides:
-        args += ["--set", *overrides]
+def command(module: str, args: list[str], what: str) -> float:
+    """Run `python -m module args` in its own process; its wall clock in seconds."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     start = time.perf_counter()
-    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode:
-        raise SystemExit(f"error: training {run_dir} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        raise SystemExit(f"error: {what} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     return seconds
+
+
+def train(config: str, overrides: list[str], run_dir: Path) -> float:
+    args = ["--config", config, "--run-dir", str(run_dir)] + (["--set", *overrides] if overrides else [])
+    return command("cocosnet_tf.train", args, f"training {run_dir}")
+
+
+def distribution(run_dir: Path) -> dict:
+    """SWD and FID of the run's outputs (and of the unwarped exemplars) against the targets."""
+    command("cocosnet_tf.evaluate", ["--run", str(run_dir)], f"evaluating {run_dir}")
+    metrics = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
+    swd, fid = metrics["swd"], metrics["fid"]
+    return {"pairs": swd["pairs"], "swd_output": swd["output_vs_target"]["mean"],
+            "swd_exemplar": swd["exemplar_vs_target"]["mean"],
+            "fid_output": fid.get("output_vs_target"), "fid_exemplar": fid.get("exemplar_vs_target"),
+            "fid_reason": fid.get("reason")}
 
 
 def rows_of(name: str, seconds: float, report: dict) -> list[dict]:
@@ -72,14 +87,17 @@ def markdown(results: list[dict]) -> str:
                          f"{number(row['pck1'])} | {number(row['pck3'])} |")
     lines += ["", "| run | wall clock (s) | finest EPE / zero flow | ConvGRU: EPE change vs heads zeroed | "
               "warp PSNR (dB) | unwarped exemplar PSNR (dB) | output PSNR (dB) | output SSIM | "
-              "colour distance output / target |", "|---|---|---|---|---|---|---|---|---|"]
+              "colour distance output / target | SWD output / exemplar | FID output / exemplar |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for result in results:
-        h = result["heldout"]
+        h, d = result["heldout"], result["distribution"]
         gain = h.get("refinement_gain")
         lines.append(f"| {result['run']} | {result['seconds']:.0f} | {number(h['epe_ratio'])} | "
                      f"{'-' if gain is None else f'{-100 * gain:+.0f} %'} | {number(h['warp_psnr'])} | "
                      f"{number(h['exemplar_psnr'])} | {number(h['output_psnr'])} | {number(h['output_ssim'], 3)} | "
-                     f"{number(h['colour_output_vs_exemplar'], 3)} / {number(h['colour_target_vs_exemplar'], 3)} |")
+                     f"{number(h['colour_output_vs_exemplar'], 3)} / {number(h['colour_target_vs_exemplar'], 3)} | "
+                     f"{number(d['swd_output'])} / {number(d['swd_exemplar'])} | "
+                     f"{number(d['fid_output'], 1)} / {number(d['fid_exemplar'], 1)} |")
     return "\n".join(lines)
 
 
@@ -115,7 +133,8 @@ def main(argv=None) -> int:
             parser.error(f"{run_dir} exists: remove it or pass another --runs")
         seconds = train(args.config, args.overrides + overrides, run_dir)
         heldout = json.loads((run_dir / "heldout.json").read_text())
-        results.append({"run": name, "set": overrides, "seconds": seconds, "heldout": heldout})
+        results.append({"run": name, "set": overrides, "seconds": seconds, "heldout": heldout,
+                        "distribution": distribution(run_dir)})
         print(f"{name}: {seconds:.0f} s, finest EPE / zero flow {heldout['epe_ratio']:.2f}", flush=True)
     table = markdown(results)
     write_report(args.out, [{"config": args.config, "base_set": args.overrides, **r} for r in results], table)

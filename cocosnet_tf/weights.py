@@ -204,11 +204,10 @@ def main(argv: list[str] | None = None) -> None:
         for name, source in SOURCES.items():
             print(f"{name:10s} {cached(name) or 'not fetched'}  ({source.what})")
         return
-    try:
-        for name in (SOURCES if args.name == "all" else [args.name]):
-            fetch(name)
-    except ConfigError as err:
-        sys.exit(f"error: {err}")
+    from cocosnet_tf.cli import run
+
+    # run: converting loads TensorFlow, whose import notices it keeps quiet; errors are one line
+    run(lambda: [fetch(name) for name in (SOURCES if args.name == "all" else [args.name])])
 
 
 if __name__ == "__main__":
