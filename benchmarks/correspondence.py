@@ -40,8 +40,8 @@ def dense_everywhere(net, label, exemplar, exemplar_label):
     """The baseline: the coarsest level's dense attention at every level."""
     import tensorflow as tf
 
-    from cocosnet_tf.correspondence.network import dense_level, level_factor
     from cocosnet_tf.layers.blocks import average_pool
+    from cocosnet_tf.models.cocosnet.correspondence.network import dense_level, level_factor
 
     _, _, theta, phi = net.projections(label, exemplar, exemplar_label)
     warps = []
@@ -58,7 +58,7 @@ def case_step(case: dict):
     import tensorflow as tf
 
     from cocosnet_tf.config import ModelConfig, RuntimeConfig
-    from cocosnet_tf.correspondence.network import CorrespondenceNet
+    from cocosnet_tf.models.cocosnet.correspondence.network import CorrespondenceNet
     from cocosnet_tf.runtime import runtime_settings
 
     tf.keras.utils.set_random_seed(0)

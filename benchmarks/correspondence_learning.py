@@ -57,8 +57,8 @@ def finest_predictions(model, data_config, batches: int, batch_size: int):
     """Per held-out batch with known flow at the finest level: (batch as NumPy, the
     correspondence's output, true flow and its mask at that level, predicted positions)."""
     from cocosnet_tf import metrics
-    from cocosnet_tf.correspondence.network import level_factor
     from cocosnet_tf.data.pipeline import build_dataset
+    from cocosnet_tf.models.cocosnet.correspondence.network import level_factor
 
     factor = level_factor(model.config.model.corr_levels - 1)
     for i, batch in enumerate(build_dataset(data_config, batch_size, repeat=False)):
@@ -78,7 +78,7 @@ def region_errors(model, data_config, batches: int = 4, batch_size: int = 8) -> 
     import numpy as np
 
     from cocosnet_tf import metrics
-    from cocosnet_tf.correspondence.network import level_factor
+    from cocosnet_tf.models.cocosnet.correspondence.network import level_factor
     factor = level_factor(model.config.model.corr_levels - 1)
     errors = {"objects": ([], []), "background": ([], [])}
     for batch, _, flow, mask, predicted in finest_predictions(model, data_config, batches, batch_size):
@@ -167,8 +167,8 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     from cocosnet_tf.data.pipeline import build_dataset
-    from cocosnet_tf.layers.spectral import power_iterations
     from cocosnet_tf.heldout import heldout_data, heldout_report
+    from cocosnet_tf.layers.spectral import power_iterations
 
     config = synthetic_config(parser, args)
     keras.mixed_precision.set_dtype_policy(config.train.mixed_precision)
@@ -232,7 +232,7 @@ def seeded_model(config):
     """A new CoCosNet built from train.seed."""
     import keras
 
-    from cocosnet_tf.model import CoCosNet
+    from cocosnet_tf.models.cocosnet.model import CoCosNet
 
     keras.utils.set_random_seed(config.train.seed)
     model = CoCosNet(config, config.data.semantic_nc)
@@ -242,8 +242,8 @@ def seeded_model(config):
 
 def diagnose_run(parser, run: str, overrides: list[str], out: str) -> int:
     from cocosnet_tf.config import ConfigError
-    from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
     from cocosnet_tf.heldout import heldout_data
+    from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
 
     try:
         config = load_run_config(run, overrides)
@@ -323,9 +323,9 @@ def ceiling(model, data_config, sigmas: list[float], radius: int, smooth: float,
     import tensorflow as tf
 
     from cocosnet_tf import metrics
-    from cocosnet_tf.correspondence.network import level_factor
-    from cocosnet_tf.correspondence.patchmatch import row_column_grid
     from cocosnet_tf.data.pipeline import build_dataset
+    from cocosnet_tf.models.cocosnet.correspondence.network import level_factor
+    from cocosnet_tf.models.cocosnet.correspondence.patchmatch import row_column_grid
 
     net, levels = model.correspondence, model.config.model.corr_levels
     zero_flow_heads(net)

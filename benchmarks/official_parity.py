@@ -146,8 +146,8 @@ def float64_networks(config, checkpoint_dir: str):
     import keras
     import tensorflow as tf
 
-    from cocosnet_tf.correspondence.network import CorrespondenceNet
-    from cocosnet_tf.generator import Generator
+    from cocosnet_tf.models.cocosnet.correspondence.network import CorrespondenceNet
+    from cocosnet_tf.models.cocosnet.generator import Generator
     from cocosnet_tf.official import assign, pth
 
     keras.mixed_precision.set_dtype_policy("float64")

@@ -34,7 +34,7 @@ def run_case(case: dict) -> dict:
 
     from cocosnet_tf.config import load_config
     from cocosnet_tf.data.pipeline import build_dataset
-    from cocosnet_tf.model import CoCosNet
+    from cocosnet_tf.models.cocosnet.model import CoCosNet
 
     size, batch = case["size"], case["batch"]
     overrides = [*case["set"], f"data.crop_size=[{size},{size}]", f"train.batch_size={batch}",

@@ -27,6 +27,7 @@ from cocosnet_tf.config import Config
 from cocosnet_tf.data.pipeline import build_dataset
 from cocosnet_tf.fileio import atomic_write_text, save_png
 from cocosnet_tf.heldout import HELDOUT_PAIRS, heldout_data, heldout_report
+from cocosnet_tf.models.registry import model_kind
 from cocosnet_tf.visualize import translation_grid
 
 log = logging.getLogger("cocosnet_tf.train")
@@ -120,8 +121,9 @@ class SampleGrids(keras.callbacks.Callback):
             pairs = build_dataset(heldout_data(self.config), min(4, self.config.train.batch_size), repeat=False)
             self._batch = {k: v.numpy() for k, v in next(iter(pairs)).items()}
         b = self._batch
-        out = self.model(b["label"], b["exemplar"], b["exemplar_label"])
-        grid = translation_grid(b, out["image"].numpy(), [w.numpy() for w in out["warps"]])
+        kind = model_kind(self.config)
+        out = kind.inference(self.model)(*(b[name] for name in kind.input_channels(self.config)))
+        grid = translation_grid(b, out["image"].numpy(), [v.numpy() for k, v in out.items() if k != "image"])
         save_png(self.run_dir / "samples" / f"step_{step:07d}.png", grid)
         with self.writer.as_default(step=step):
             tf.summary.image("samples", grid[None])

@@ -140,6 +140,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    # which networks: a name of cocosnet_tf.models.registry (the commands refuse others)
+    kind: str = "cocosnet"
     nef: int = 32  # domain-alignment U-Net width
     ngf: int = 64  # generator width
     ndf: int = 64  # discriminator width

@@ -35,7 +35,7 @@ from cocosnet_tf.official import pth
 # Keras, TensorFlow and the networks are imported where they are used, so that --help
 # and usage errors answer without loading them
 if TYPE_CHECKING:
-    from cocosnet_tf.model import CoCosNet
+    from cocosnet_tf.models.cocosnet.model import CoCosNet
 
 REQUIRED = ("Corr", "G")
 OPTIONAL = ("D",)
@@ -55,7 +55,7 @@ def build(config) -> CoCosNet:
     smallest size the networks take is enough."""
     import keras
 
-    from cocosnet_tf.model import CoCosNet
+    from cocosnet_tf.models.cocosnet.model import CoCosNet
 
     keras.mixed_precision.set_dtype_policy("float32")
     model = CoCosNet(config, config.data.semantic_nc)

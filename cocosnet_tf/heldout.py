@@ -12,17 +12,18 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from cocosnet_tf import metrics
 from cocosnet_tf.config import Config, DataConfig
-from cocosnet_tf.correspondence.network import level_factor
+from cocosnet_tf.data.kinds import build_source, dataset_kind
 from cocosnet_tf.data.labels import colourise
 from cocosnet_tf.data.pipeline import build_dataset
-from cocosnet_tf.data.kinds import build_source, dataset_kind
 from cocosnet_tf.fileio import DataError
-from cocosnet_tf.model import CoCosNet
+from cocosnet_tf.models.cocosnet.correspondence.network import level_factor
+from cocosnet_tf.models.registry import model_kind
 from cocosnet_tf.visualize import to_uint8
 
 PCK_THRESHOLDS = (1.0, 3.0, 5.0)  # in pixels of the level
@@ -46,21 +47,16 @@ def heldout_data(config: Config) -> DataConfig:
     return replace(config.data, phase="test", seed=config.data.seed + 10007, shuffle=False, synthetic=synthetic)
 
 
-def inference_function(model: CoCosNet, config: Config, several_batches: bool):
-    """Image, warps and the correspondence's positions for one batch (CoCosNet.call keeps
-    only image and warps): eagerly for one batch, a tf.function traced for any batch
-    size for several (tracing costs seconds)."""
-
-    def infer(label, exemplar, exemplar_label):
-        out = model.correspondence(label, exemplar, exemplar_label)
-        image = tf.cast(model.generator(label, out["warps"]), tf.float32)
-        return {"image": image, **{k: out[k] for k in ("warps", "positions", "weights", "dense_best")}}
-
+def inference_function(model: keras.Model, config: Config, several_batches: bool):
+    """The model kind's evaluation function (the image and what is measured beside it):
+    eagerly for one batch, a tf.function traced for any batch size for several (tracing
+    costs seconds)."""
+    kind = model_kind(config)
     if not several_batches:
-        return infer
+        return kind.evaluation(model)
     h, w = config.data.crop_size
-    label, photo = tf.TensorSpec([None, h, w, config.data.semantic_nc]), tf.TensorSpec([None, h, w, 3])
-    return tf.function(infer, input_signature=[label, photo, label])
+    specs = [tf.TensorSpec([None, h, w, channels]) for channels in kind.input_channels(config).values()]
+    return tf.function(kind.evaluation(model), input_signature=specs)
 
 
 def region_ids(semantic: np.ndarray, data: DataConfig) -> np.ndarray:
@@ -167,19 +163,20 @@ class Evaluation:
                     self.colour[name].setdefault(cls, []).append(distance)
 
 
-def evaluate(model: CoCosNet, config: Config, data: DataConfig, progress: bool = True) -> Evaluation:
+def evaluate(model: keras.Model, config: Config, data: DataConfig, progress: bool = True) -> Evaluation:
     """Every metric over the pairs of `data`, batch by batch."""
     source = build_source(data)
     total, batch_size = len(source), config.evaluate.batch_size
     if total == 0:
         raise DataError("the held-out split is empty: nothing to evaluate")
     infer = inference_function(model, config, several_batches=total > batch_size)
+    kind = model_kind(config)
     ablation = config.evaluate.refinement_ablation and config.model.corr_levels > 1
     ev = Evaluation(config)
     start = shown = time.perf_counter()
     for batch in build_dataset(data, batch_size, repeat=False, source=source):
         batch = {k: v.numpy() for k, v in batch.items()}
-        inputs = (batch["label"], batch["exemplar"], batch["exemplar_label"])
+        inputs = [batch[name] for name in kind.input_channels(config)]
         out = tf.nest.map_structure(lambda t: t.numpy(), infer(*inputs))
         if not np.isfinite(out["image"]).all():
             raise DataError("the network's output is not finite (NaN or inf); the checkpoint may have diverged "
@@ -256,7 +253,7 @@ def colour_report(ev: Evaluation) -> dict:
 # ----------------------------------------------------------------------------- heldout.json
 
 
-def heldout_report(model: CoCosNet, config: Config) -> dict:
+def heldout_report(model: keras.Model, config: Config) -> dict:
     """The figures train.py writes to heldout.json at the end of a run, on the held-out
     pairs (heldout_data): the finest level's EPE against the zero flow and against the
     model with its flow heads zeroed, the finest warp's PSNR against the unwarped

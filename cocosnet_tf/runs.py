@@ -1,10 +1,11 @@
 """A trained run directory: its configuration, its checkpoints, and the inference
-networks (correspondence + generator) restored from one. Shared by the commands that
-use a trained run (translate, evaluate).
+networks of its model kind (cocosnet_tf.models.registry; CoCosNet: correspondence +
+generator) restored from one. Shared by the commands that use a trained run (translate,
+evaluate, export).
 
-Only the correspondence network and the generator are restored (optimisers, step and
-discriminator are ignored, so checkpoints written by Checkpoint.write or without a
-discriminator work too); every one of their variables must be matched and of its shape,
+Only the inference networks are restored (optimisers, step and discriminator are
+ignored, so checkpoints written by Checkpoint.write or without a discriminator work
+too); every one of their variables must be matched and of its shape,
 so a checkpoint of another architecture (or another model config through --set) or one
 missing weights is a ConfigError, never random weights. Inference runs in the weights'
 dtype: float32 (mixed-precision runs keep float32 weights), float64 for a float64 run.
@@ -22,20 +23,22 @@ import tensorflow as tf
 
 from cocosnet_tf.checkpoints import check_readable, first_line, is_complete, newest_checkpoint
 from cocosnet_tf.config import Config, ConfigError, load_config
-from cocosnet_tf.model import CoCosNet, full_precision
+from cocosnet_tf.models.registry import model_kind
+from cocosnet_tf.models.training import full_precision
 
 
 def load_run_config(run_dir: str, overrides: list[str], config_path: str | None = None) -> Config:
-    """The run's config.yaml (or `config_path` instead of it) with `overrides` applied."""
+    """The run's config.yaml (or `config_path` instead of it) with `overrides` applied;
+    its model.kind must be a known one."""
     if not os.path.isdir(run_dir):
         raise ConfigError(f"--run {run_dir}: folder does not exist")
-    if config_path is not None:
-        return load_config(config_path, overrides)
-    path = os.path.join(run_dir, "config.yaml")
-    if not os.path.isfile(path):
+    path = config_path or os.path.join(run_dir, "config.yaml")
+    if config_path is None and not os.path.isfile(path):
         raise ConfigError(f"{path} does not exist; --run must be a training run directory "
                           "(written by python -m cocosnet_tf.train)")
-    return load_config(path, overrides)
+    config = load_config(path, overrides)
+    model_kind(config)
+    return config
 
 
 def checkpoint_prefix(run_dir: str, given: str | None) -> str:
@@ -72,26 +75,26 @@ def find_checkpoint(run_dir: str, given: str | None) -> str:
 
 # the last built network, by the config it was built for: building is the slow part, and
 # callers of main() in one process (tests, scripts) would otherwise pay it every time
-_BUILT: dict[tuple, CoCosNet] = {}
+_BUILT: dict[tuple, keras.Model] = {}
 
 
-def build_model(config: Config) -> CoCosNet:
-    """The inference networks (correspondence + generator) with all their variables."""
+def build_model(config: Config) -> keras.Model:
+    """The model of the config's kind with all the variables of its inference networks."""
     h, w = config.data.crop_size
     key = (repr(config.model), repr(config.runtime), config.data.semantic_nc, h, w)
     if key not in _BUILT:
         keras.mixed_precision.set_dtype_policy(full_precision(config).name)
-        model = CoCosNet(config, config.data.semantic_nc)
+        model = model_kind(config).build(config)
         model.build_inference(h, w)
         _BUILT.clear()
         _BUILT[key] = model
     return _BUILT[key]
 
 
-def load_model(config: Config, checkpoint: str) -> CoCosNet:
+def load_model(config: Config, checkpoint: str) -> keras.Model:
     """Build the networks and restore `checkpoint` into them; every weight of the
-    correspondence network and the generator must be restored (a missing one is
-    unmatched, one of another shape a ValueError)."""
+    inference networks must be restored (a missing one is unmatched, one of another
+    shape a ValueError)."""
     with _tensorflow_log_muted():
         reason, half_restored = _restore(build_model(config), checkpoint)
         if half_restored:
@@ -102,18 +105,19 @@ def load_model(config: Config, checkpoint: str) -> CoCosNet:
             gc.collect()
     if reason:
         raise ConfigError(
-            f"{checkpoint}: does not fit the model of this run's config (model.nef={config.model.nef}, "
-            f"ngf={config.model.ngf}, corr_levels={config.model.corr_levels}, "
-            f"semantic channels={config.data.semantic_nc}): {reason}")
+            f"{checkpoint}: does not fit the model of this run's config "
+            f"({model_kind(config).weight_settings(config)}): {reason}")
     return build_model(config)  # the cached network, restored
 
 
-def _restore(model: CoCosNet, checkpoint: str) -> tuple[str, bool]:
+def _restore(model: keras.Model, checkpoint: str) -> tuple[str, bool]:
     """("", False) when `checkpoint` restored into the inference networks of `model`,
     else (why not, whether a read failed part-way)."""
-    # only the inference half, so that the assertion covers exactly these two networks
+    # only the inference networks, so that the assertion covers exactly them; under the
+    # model's attribute names, the paths the training checkpoint holds them at
     inference = tf.Module()
-    inference.correspondence, inference.generator = model.correspondence, model.generator
+    for name, network in model_kind(model.config).inference_networks(model).items():
+        setattr(inference, name, network)
     try:
         # read(): also checkpoints written with Checkpoint.write (no save counter)
         status = tf.train.Checkpoint(model=inference).read(checkpoint)

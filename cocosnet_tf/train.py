@@ -1,4 +1,4 @@
-"""`python -m cocosnet_tf.train`: train CoCosNet v2.
+"""`python -m cocosnet_tf.train`: train the model of the config (model.kind; CoCosNet v2 by default).
 
     python -m cocosnet_tf.train                          # configs/demo.yaml, synthetic data
     python -m cocosnet_tf.train --config configs/ade20k_256.yaml --run-dir runs/ade
@@ -38,6 +38,7 @@ from cocosnet_tf.checkpoints import check_readable, complete_checkpoints, newest
 from cocosnet_tf.cli import add_config_arguments, config_from_args, run
 from cocosnet_tf.config import Config, ConfigError, load_config
 from cocosnet_tf.data.kinds import dataset_kind
+from cocosnet_tf.models.registry import model_kind
 
 
 def resume_point(run_dir: Path, overrides: list[str]) -> tuple[Config, Config, str]:
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
             run_config, config, resume_from = resume_point(run_dir, args.overrides)
         else:
             refuse_existing_run(run_dir)
+        model_kind(config)  # a kind that does not exist fails before anything loads
         print(f"training {run_dir}: {config.train.steps} steps of batch {config.train.batch_size}, "
               f"{config.data.dataset} data at {' x '.join(map(str, config.data.crop_size))}", flush=True)
 
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         from cocosnet_tf.callbacks import NonFiniteLossError
         from cocosnet_tf.heldout import heldout_lines
         from cocosnet_tf.losses.vgg import find_weights
-        from cocosnet_tf.model import uses_vgg
+        from cocosnet_tf.models.training import uses_vgg
         from cocosnet_tf.trainer import Trainer, configure_devices, weights_fingerprint
 
         # everything that can refuse the run comes before anything is written

@@ -23,7 +23,7 @@ from cocosnet_tf.checkpoints import first_line, record_state
 from cocosnet_tf.config import Config, ConfigError
 from cocosnet_tf.data.pipeline import distributed_dataset
 from cocosnet_tf.memory import MemoryReleaser
-from cocosnet_tf.model import CoCosNet
+from cocosnet_tf.models.registry import model_kind
 
 # ---------------------------------------------------------------------------- setup
 def configure_devices(config: Config) -> None:
@@ -93,7 +93,7 @@ class Trainer:
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         print("building the networks and optimisers...", flush=True)
         with self.strategy.scope():
-            self.model = CoCosNet(config, config.data.semantic_nc)
+            self.model = model_kind(config).build(config)
             self.model.build_all(h, w)
             self.model.compile()
             self.checkpoint = tf.train.Checkpoint(model=self.model, g_optimizer=self.model.g_optimizer,

@@ -98,8 +98,10 @@ from cocosnet_tf.data.sources import make_sample
 from cocosnet_tf.fileio import DataError, Staging, read_rgb
 from cocosnet_tf.visualize import to_uint8, upsample_nearest
 
+from cocosnet_tf.models.registry import model_kind
+
 if TYPE_CHECKING:  # TensorFlow loads only once a network is needed: --help and input checks answer at once
-    from cocosnet_tf.model import CoCosNet
+    import keras
 
 KEEP_PREPARED_BYTES = 256 * 2**20  # validated inputs stay in memory up to this size
 MAX_LISTED_PROBLEMS = 5
@@ -253,38 +255,42 @@ def read_pairs(path: str, out_dir: str) -> list[Job]:
 # ----------------------------------------------------------------------------- outputs
 
 
-def warp_path(out: str, level: int) -> str:
-    return f"{os.path.splitext(out)[0]}_warp{level}.png"
+def picture_path(out: str, name: str) -> str:
+    """Where a picture the model gives besides the image (CoCosNet: warp0 ...) goes."""
+    return f"{os.path.splitext(out)[0]}_{name}.png"
 
 
 # ----------------------------------------------------------------------------- translation
 
 
-def network_call(model: CoCosNet, config: Config, several_batches: bool):
-    """The model itself for one batch; for several, one tf.function traced for any batch
-    size, so that the last, partial batch does not retrace (tracing costs seconds)."""
+def network_call(model: keras.Model, config: Config, several_batches: bool):
+    """The model kind's inference function, eager for one batch; for several, one
+    tf.function traced for any batch size, so that the last, partial batch does not
+    retrace (tracing costs seconds)."""
+    kind = model_kind(config)
     if not several_batches:
-        return model
+        return kind.inference(model)
     import tensorflow as tf
 
     h, w = config.data.crop_size
-    label, photo = tf.TensorSpec([None, h, w, config.data.semantic_nc]), tf.TensorSpec([None, h, w, 3])
-    return tf.function(lambda label, exemplar, exemplar_label: model(label, exemplar, exemplar_label),
-                       input_signature=[label, photo, label])
+    specs = [tf.TensorSpec([None, h, w, channels]) for channels in kind.input_channels(config).values()]
+    return tf.function(kind.inference(model), input_signature=specs)
 
 
-def stage_outputs(staging: Staging, job: Job, image: np.ndarray, levels: list[np.ndarray], warps: bool,
+def stage_outputs(staging: Staging, job: Job, pictures: dict[str, np.ndarray], warps: bool,
                   checkpoint: str) -> None:
-    """One job's picture (and its warps at the picture's size); refuses non-finite output."""
-    if not (np.isfinite(image).all() and all(np.isfinite(x).all() for x in levels)):
+    """One job's image (and the model's other pictures at its size); refuses non-finite output."""
+    if not all(np.isfinite(x).all() for x in pictures.values()):
         raise DataError(job.located(f"the network's output for {job.input} with exemplar {job.exemplar} is not "
                                     f"finite (NaN or inf); checkpoint {checkpoint} may have diverged "
                                     "(nothing was written)"))
+    image = pictures["image"]
     staging.add(job.out, to_uint8(image))
     if warps:
         h, w = image.shape[:2]
-        for level, x in enumerate(levels):
-            staging.add(warp_path(job.out, level), to_uint8(upsample_nearest(x, h, w)))
+        for name, x in pictures.items():
+            if name != "image":
+                staging.add(picture_path(job.out, name), to_uint8(upsample_nearest(x, h, w)))
 
 
 def print_progress(done: int, total: int, start_time: float) -> None:
@@ -292,22 +298,24 @@ def print_progress(done: int, total: int, start_time: float) -> None:
     print(f"{done}/{total} pairs  {rate:.2f} pairs/s  ETA {(total - done) / rate:.0f} s", flush=True)
 
 
-def translate(model: CoCosNet, jobs: list[Job], prepared: list[dict] | None, config: Config, batch_size: int,
-              staging: Staging, warps: bool, checkpoint: str, progress: bool = False) -> None:
-    """Translate `jobs` in batches into `staging`; `prepared` are their inputs, or None to read them again."""
+def translate(model: keras.Model, jobs: list[Job], prepared: list[dict] | None, config: Config, batch_size: int,
+              staging: Staging, warps: bool, checkpoint: str, progress: bool = False) -> int:
+    """Translate `jobs` in batches into `staging`; `prepared` are their inputs, or None to read them again.
+    Returns how many pictures besides the image the model gives per pair."""
     call = network_call(model, config, several_batches=len(jobs) > batch_size)
+    names = list(model_kind(config).input_channels(config))
     start_time = shown = time.perf_counter()
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start:start + batch_size]
         inputs = prepared[start:start + batch_size] if prepared is not None else [prepare(j, config) for j in chunk]
-        out = call(*(np.stack([x[k] for x in inputs]) for k in ("label", "exemplar", "exemplar_label")))
-        image, levels = out["image"].numpy(), [x.numpy() for x in out["warps"]]
+        out = {k: v.numpy() for k, v in call(*(np.stack([x[k] for x in inputs]) for k in names)).items()}
         for i, job in enumerate(chunk):
-            stage_outputs(staging, job, image[i], [x[i] for x in levels], warps, checkpoint)
+            stage_outputs(staging, job, {k: v[i] for k, v in out.items()}, warps, checkpoint)
         done = start + len(chunk)
         if progress and (time.perf_counter() - shown >= PROGRESS_SECONDS or done == len(jobs)):
             shown = time.perf_counter()
             print_progress(done, len(jobs), start_time)
+    return len(out) - 1
 
 
 # ----------------------------------------------------------------------------- command
@@ -361,12 +369,12 @@ def main(argv: list[str] | None = None) -> None:
         prepared = prepare_all(jobs, config)
         model = load_model(config, checkpoint)
         with Staging(folder, prefix=".translate-") as staging:
-            translate(model, jobs, prepared, config, args.batch_size, staging, args.warps, checkpoint,
+            extra = translate(model, jobs, prepared, config, args.batch_size, staging, args.warps, checkpoint,
                       progress=bool(args.pairs))
             if args.pairs:
                 staging.add_text(os.path.join(folder, "config.yaml"), config.to_yaml())
             staging.commit()
-        levels = config.model.corr_levels if args.warps else 0
+        levels = extra if args.warps else 0
         where = args.out_dir if args.pairs else args.out
         print(f"wrote {len(jobs)} translation{'s' if len(jobs) > 1 else ''}"
               + (f" with {levels} warps each" if levels else "") + f" to {where} (checkpoint {checkpoint})")

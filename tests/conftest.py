@@ -22,10 +22,10 @@ def save_run(config, run_dir):
     step through a CheckpointManager), from an untrained model; returns the model."""
     import tensorflow as tf
 
-    from cocosnet_tf.model import CoCosNet
+    from cocosnet_tf.models.registry import model_kind
 
     h, w = config.data.crop_size
-    model = CoCosNet(config, config.data.semantic_nc)
+    model = model_kind(config).build(config)
     model.build_all(h, w)
     model.compile()
     checkpoint = tf.train.Checkpoint(model=model, g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer,

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from cocosnet_tf.config import load_config
 from cocosnet_tf.data.pipeline import build_dataset
-from cocosnet_tf.model import CoCosNet
+from cocosnet_tf.models.cocosnet.model import CoCosNet
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,9 +4,9 @@ import tensorflow as tf
 from scipy.ndimage import gaussian_filter
 
 from cocosnet_tf.config import RuntimeConfig
-from cocosnet_tf.correspondence.network import CorrespondenceNet, dense_level
-from cocosnet_tf.correspondence.patchmatch import LevelMaps, PatchMatchLevel, initial_offsets, propagate
 from cocosnet_tf.data.geometry import SmoothWarp, sample_bilinear, xy_grid
+from cocosnet_tf.models.cocosnet.correspondence.network import CorrespondenceNet, dense_level
+from cocosnet_tf.models.cocosnet.correspondence.patchmatch import LevelMaps, PatchMatchLevel, initial_offsets, propagate
 from cocosnet_tf.runtime import runtime_settings
 
 C = 16
@@ -335,7 +335,7 @@ def test_training_order_is_seeded_and_inference_is_fixed():
 def test_aligned_upsampling_is_torchs_in_the_input_dtype():
     """nn.Upsample(scale_factor=2, bilinear, align_corners=True): output i samples input
     i * (n - 1) / (2n - 1); float64 stays float64 (tf.image computes in float32)."""
-    from cocosnet_tf.correspondence.alignment import upsample_bilinear_aligned
+    from cocosnet_tf.models.cocosnet.correspondence.alignment import upsample_bilinear_aligned
 
     x = np.random.default_rng(0).normal(size=(2, 5, 7, 3))
     expected = x

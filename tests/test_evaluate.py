@@ -22,7 +22,7 @@ from cocosnet_tf import evaluate, fid_inception, heldout, metrics, runs
 from cocosnet_tf.config import ConfigError, load_config
 from cocosnet_tf.data.geometry import xy_grid
 from cocosnet_tf.data.pipeline import build_dataset
-from cocosnet_tf.generator import Generator
+from cocosnet_tf.models.cocosnet.generator import Generator
 from cocosnet_tf.runs import find_checkpoint, load_model
 from cocosnet_tf.visualize import HEADER
 

@@ -6,7 +6,7 @@ import tensorflow as tf
 from cocosnet_tf.config import load_config
 from cocosnet_tf.data.pipeline import build_dataset
 from cocosnet_tf.losses import vgg
-from cocosnet_tf.model import CoCosNet
+from cocosnet_tf.models.cocosnet.model import CoCosNet
 
 SIZE = 64  # the smallest crop the config allows
 TINY = [f"data.crop_size=[{SIZE},{SIZE}]", "model.ngf=4", "model.ndf=4", "model.nef=4", "model.corr_levels=3",

@@ -3,10 +3,10 @@ import pytest
 import tensorflow as tf
 
 from cocosnet_tf.discriminator import MultiscaleDiscriminator, downsample
-from cocosnet_tf.generator import Generator
 from cocosnet_tf.layers.blocks import conv
 from cocosnet_tf.layers.norms import l2_normalize_channels
 from cocosnet_tf.layers.spectral import SpectralConv
+from cocosnet_tf.models.cocosnet.generator import Generator
 
 
 def test_spectral_conv_divides_by_the_largest_singular_value_and_keeps_the_kernel():
@@ -71,7 +71,7 @@ def test_downsample_excludes_padding_like_torch_count_include_pad_false():
 
 def test_model_spade_hidden_sets_every_spade_of_the_generator_and_both_alignment_unets():
     from cocosnet_tf.config import load_config
-    from cocosnet_tf.model import CoCosNet
+    from cocosnet_tf.models.cocosnet.model import CoCosNet
 
     config = load_config(None, ["data.crop_size=[64,64]", "model.nef=4", "model.ngf=4", "model.ndf=4",
                                 "model.corr_levels=3", "model.spade_hidden=6"])
@@ -124,7 +124,7 @@ def test_l2_normalisation_and_its_output_based_gradient_equal_the_plain_formula(
 
 def test_every_layer_runs_with_the_runtime_section_it_was_made_with():
     from cocosnet_tf.config import RuntimeConfig, load_config
-    from cocosnet_tf.model import CoCosNet
+    from cocosnet_tf.models.cocosnet.model import CoCosNet
     from cocosnet_tf.runtime import current_runtime
 
     config = load_config(None, ["runtime.chunk=77", "runtime.recompute=true", "runtime.recompute_band=99"])

@@ -14,10 +14,10 @@ import pytest
 import tensorflow as tf
 
 from cocosnet_tf.config import RuntimeConfig
-from cocosnet_tf.correspondence.alignment import AlignmentUNet
-from cocosnet_tf.correspondence.patchmatch import PatchMatchLevel, initial_offsets
-from cocosnet_tf.generator import Generator
 from cocosnet_tf.layers.remat import in_sequence, rematerialized
+from cocosnet_tf.models.cocosnet.correspondence.alignment import AlignmentUNet
+from cocosnet_tf.models.cocosnet.correspondence.patchmatch import PatchMatchLevel, initial_offsets
+from cocosnet_tf.models.cocosnet.generator import Generator
 from cocosnet_tf.runtime import runtime_settings
 
 RNG = np.random.default_rng(0)

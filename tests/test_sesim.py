@@ -177,7 +177,7 @@ def test_the_heads_contrastive_loss_falls_in_a_few_steps():
 
 def tiny_model(*overrides):
     from cocosnet_tf.data.pipeline import build_dataset
-    from cocosnet_tf.model import CoCosNet
+    from cocosnet_tf.models.cocosnet.model import CoCosNet
 
     config = load_config("configs/demo.yaml", ["model.ngf=4", "model.ndf=4", "model.nef=4", "model.corr_levels=2",
                                                "model.patchmatch_iterations=1", "losses.spatial_correlative=1",
@@ -264,7 +264,7 @@ def test_the_config_keys_are_the_constructors_and_get_configs():
 
 
 def test_fsesim_without_vgg16_weights_is_one_clear_line(monkeypatch, tmp_path):
-    from cocosnet_tf.model import CoCosNet
+    from cocosnet_tf.models.cocosnet.model import CoCosNet
 
     monkeypatch.setenv("COCOSNET_TF_WEIGHTS", str(tmp_path))
     config = load_config("configs/demo.yaml", ["losses.spatial_correlative=1"])

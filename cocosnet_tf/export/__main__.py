@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> None:
         # imported here, not at the top: --help and usage errors answer without TensorFlow
         import tensorflow as tf
 
-        from cocosnet_tf.model import full_precision
-        from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
         from cocosnet_tf.export.graph import float_function
+        from cocosnet_tf.models.training import full_precision
+        from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
 
         config = load_run_config(args.run, args.overrides)
         x = config.export
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
 def write_onnx(translate, config, staged: str, opset: int, float16: bool) -> list[str]:
     from cocosnet_tf.export import to_onnx
 
-    proto, used, notes = to_onnx.convert(translate, config.data.semantic_nc, opset)
+    proto, used, notes = to_onnx.convert(translate, opset)
     lines = [f"conversion: {note}" for note in notes]
     lines.append(f"opset {used}: passes onnx.checker")
     lines += to_onnx.check(translate, config, proto, config.export.tolerance, "model.onnx")

@@ -1,4 +1,5 @@
-"""The exported inference graph: the two signatures, built from a restored CoCosNet.
+"""The exported inference graph: the two signatures, built from a restored model of any
+kind (cocosnet_tf.models.registry: its inputs and outputs). For CoCosNet:
 
 `serving_default` (float tensors, any batch, any size the network takes):
     label           float32 [B, H, W, C]  the semantic map, values in [0, 1]
@@ -17,8 +18,8 @@ H and W must be multiples of 32 (the generator starts at 1/32 size), at least 64
   -> image_bytes           PNG of the output, at the export size (data.crop_size); every
                            input is resized to it (ids by nearest neighbour, photos bicubic).
 
-The graph is CoCosNet.call in inference mode: no discriminator, no losses, propagation
-always horizontal first. Inputs are positional in the same order everywhere.
+The graph is the kind's `inference` (CoCosNet.call) in inference mode: no discriminator,
+no losses, propagation always horizontal first. Inputs are positional in the same order everywhere.
 """
 
 from __future__ import annotations
@@ -27,29 +28,16 @@ import tensorflow as tf
 
 from cocosnet_tf.config import Config, DataConfig
 from cocosnet_tf.data.kinds import dataset_kind
-from cocosnet_tf.model import CoCosNet
-
-INPUTS = ("label", "exemplar", "exemplar_label")
+from cocosnet_tf.models.registry import model_kind
 
 
-def output_names(levels: int) -> list[str]:
-    return ["image"] + [f"warp{level}" for level in range(levels)]
-
-
-def input_specs(semantic_nc: int) -> list[tf.TensorSpec]:
-    channels = {"label": semantic_nc, "exemplar": 3, "exemplar_label": semantic_nc}
-    return [tf.TensorSpec([None, None, None, channels[name]], tf.float32, name=name) for name in INPUTS]
-
-
-def float_function(model: CoCosNet) -> tf.types.experimental.PolymorphicFunction:
-    """The network as a tf.function over the float signature (dynamic batch and size)."""
-
-    @tf.function(input_signature=input_specs(model.semantic_nc))
-    def translate(label, exemplar, exemplar_label):
-        out = model(label, exemplar, exemplar_label, training=False)
-        return dict(zip(output_names(len(out["warps"])), [out["image"], *out["warps"]]))
-
-    return translate
+def float_function(model) -> tf.types.experimental.PolymorphicFunction:
+    """The network as a tf.function over the float signature (dynamic batch and size):
+    the kind's inputs in its order, its named outputs."""
+    kind = model_kind(model.config)
+    specs = [tf.TensorSpec([None, None, None, channels], tf.float32, name=name)
+             for name, channels in kind.input_channels(model.config).items()]
+    return tf.function(kind.inference(model), input_signature=specs)
 
 
 def encoded_reason(data: DataConfig) -> str:

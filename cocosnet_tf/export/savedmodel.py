@@ -9,23 +9,24 @@ import tensorflow as tf
 from PIL import Image
 
 from cocosnet_tf.config import Config
-from cocosnet_tf.model import CoCosNet
-from cocosnet_tf.visualize import to_uint8
 from cocosnet_tf.export import verify
 from cocosnet_tf.export.graph import encoded_function, encoded_reason
 from cocosnet_tf.export.layout import ENCODED_SIGNATURE, FLOAT_SIGNATURE
+from cocosnet_tf.models.registry import model_kind
+from cocosnet_tf.visualize import to_uint8
 
 
-def write(model: CoCosNet, translate, config: Config, path: str) -> None:
-    """The inference networks' variables and the signatures (over `translate`, the float
-    function of graph.py) as a SavedModel in `path`."""
+def write(model, translate, config: Config, path: str) -> None:
+    """The variables of the kind's inference networks and the signatures (over
+    `translate`, the float function of graph.py) as a SavedModel in `path`."""
     signatures = {FLOAT_SIGNATURE: translate.get_concrete_function()}
     if not encoded_reason(config.data):
         signatures[ENCODED_SIGNATURE] = encoded_function(translate, config).get_concrete_function()
     root = tf.Module()
     # only the variables: tracking the Keras model itself makes tf.saved_model trace its
     # call with unknown arguments; the discriminator is not part of the export
-    root.weights = [v.value for v in model.correspondence.weights + model.generator.weights]
+    networks = model_kind(config).inference_networks(model).values()
+    root.weights = [v.value for network in networks for v in network.weights]
     tf.saved_model.save(root, path, signatures=signatures)
 
 

@@ -17,7 +17,6 @@ import tf2onnx
 
 from cocosnet_tf.config import Config, ConfigError
 from cocosnet_tf.export import verify
-from cocosnet_tf.export.graph import input_specs
 
 MAX_OPSET = max(tf2onnx.constants.OPSET_TO_IR_VERSION)  # the highest opset this tf2onnx writes
 MIN_OPSET = 13  # Softmax over the last axis only and TopK with a dynamic K input need 13
@@ -28,7 +27,7 @@ def check_opset(opset: int) -> None:
         raise ConfigError(f"--opset {opset}: tf2onnx {tf2onnx.__version__} writes opsets {MIN_OPSET}..{MAX_OPSET}")
 
 
-def convert(translate, semantic_nc: int, opset: int) -> tuple[onnx.ModelProto, int, list[str]]:
+def convert(translate, opset: int) -> tuple[onnx.ModelProto, int, list[str]]:
     """(model, opset used, notes) of `translate` (graph.float_function): `opset`, or the
     highest below it that converts and passes onnx.checker."""
     check_opset(opset)
@@ -38,7 +37,7 @@ def convert(translate, semantic_nc: int, opset: int) -> tuple[onnx.ModelProto, i
     os.environ.setdefault(tf2onnx.constants.ENV_TF2ONNX_CATCH_ERRORS, "FALSE")
     for candidate in range(opset, MIN_OPSET - 1, -1):
         try:
-            proto, _ = tf2onnx.convert.from_function(translate, input_signature=input_specs(semantic_nc),
+            proto, _ = tf2onnx.convert.from_function(translate, input_signature=translate.input_signature,
                                                      opset=candidate)
             onnx.checker.check_model(proto)
             return proto, candidate, notes

@@ -37,6 +37,7 @@ from PIL import Image
 from cocosnet_tf.config import SIZE_MULTIPLE, Config
 from cocosnet_tf.data.kinds import dataset_kind
 from cocosnet_tf.fileio import DataError
+from cocosnet_tf.models.registry import model_kind
 
 STRICT_TEXTURED = ("warp0",)
 
@@ -84,11 +85,14 @@ def second_size(size: list[int]) -> tuple[int, int]:
 
 def cases(config: Config, seed: int = 0) -> list[Case]:
     """The export's size at batch 2 (one textured, one uniform sample), another size at batch 1."""
-    nc = config.data.semantic_nc
-    size = tuple(config.data.crop_size)
-    other = second_size(config.data.crop_size)
-    return [Case(size, sample_inputs(nc, size, [False, True], seed), [False, True]),
-            Case(other, sample_inputs(nc, other, [True], seed + 1), [True])]
+    names = model_kind(config).input_channels(config)
+
+    def case(size: tuple[int, int], uniform: list[bool], seed: int) -> Case:
+        inputs = sample_inputs(config.data.semantic_nc, size, uniform, seed)
+        return Case(size, {name: inputs[name] for name in names}, uniform)  # the inputs the model kind takes
+
+    return [case(tuple(config.data.crop_size), [False, True], seed),
+            case(second_size(config.data.crop_size), [True], seed + 1)]
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """pix2pixHD (Wang et al., CVPR 2018): the coarse-to-fine generator, the instance-wise
 feature encoder, the per-class feature clusters and the training phases' variables.
-Its discriminator is cocosnet_tf.discriminator.MultiscaleDiscriminator."""
+Its discriminator is cocosnet_tf.discriminator.MultiscaleDiscriminator. Not a model kind
+of cocosnet_tf.models.registry yet."""
 
 from cocosnet_tf.models.pix2pixhd.clusters import (cluster_features, feature_map, instance_features, kmeans,
                                                    load_clusters, save_clusters)

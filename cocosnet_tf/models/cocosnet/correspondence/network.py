@@ -28,12 +28,12 @@ import keras
 import tensorflow as tf
 
 from cocosnet_tf.config import ModelConfig
-from cocosnet_tf.correspondence import sampling
-from cocosnet_tf.correspondence.alignment import AlignmentUNet
-from cocosnet_tf.correspondence.patchmatch import PatchMatchLevel, initial_offsets, row_column_grid
 from cocosnet_tf.layers.blocks import SPADE_HIDDEN, attached, average_pool, conv
 from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.norms import l2_normalize_channels
+from cocosnet_tf.models.cocosnet.correspondence import sampling
+from cocosnet_tf.models.cocosnet.correspondence.alignment import AlignmentUNet
+from cocosnet_tf.models.cocosnet.correspondence.patchmatch import PatchMatchLevel, initial_offsets, row_column_grid
 from cocosnet_tf.runtime import current_runtime
 
 COARSEST_FACTOR = 8

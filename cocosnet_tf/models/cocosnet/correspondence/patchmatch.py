@@ -16,11 +16,11 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from cocosnet_tf.correspondence import sampling
 from cocosnet_tf.layers.blocks import upsample2
 from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.convgru import UPDATE_REACH, HiddenInit, UpdateBlock
 from cocosnet_tf.layers.remat import banded, rematerialized
+from cocosnet_tf.models.cocosnet.correspondence import sampling
 from cocosnet_tf.runtime import current_runtime
 
 WINDOW = 4  # the coarse match, doubled, plus a 4x4 window ...

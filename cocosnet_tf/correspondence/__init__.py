@@ -1,1 +1,0 @@
-"""Domain-alignment U-Nets, dense coarsest level and hierarchical PatchMatch: issue 3."""

@@ -1,0 +1,1 @@
+"""Domain-alignment U-Nets, the dense coarsest level and hierarchical PatchMatch."""

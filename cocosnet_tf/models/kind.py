@@ -1,0 +1,64 @@
+"""What a model kind gives the commands (the interface cocosnet_tf.models.registry
+chooses among by `model.kind`).
+
+A kind is one object. Importing its module must not load TensorFlow (the commands check
+the config and their inputs first); its methods import the networks when called.
+
+    name: str                     the `model.kind` value
+    needs_exemplar: bool          whether inference takes an exemplar photo
+    input_channels(config)        -> {input name: channels}, in the order `inference`'s
+                                  function and the exported signature take them
+                                  (float32 [B, H, W, C])
+    build(config)                 -> the trainable keras.Model, its variables not yet made
+    inference_networks(model)     -> {attribute name: network} that translate, evaluate
+                                  and export restore from a checkpoint and export
+    inference(model)              -> a function of the inputs (parameters named and ordered
+                                  as input_channels) that runs `model` in inference mode
+                                  -> {"image": [B, H, W, 3] in [-1, 1], the kind's other
+                                  pictures by name}; the export traces it as it is
+    evaluation(model)             -> like inference's function, with what evaluate measures
+                                  beside the image (CoCosNet: "warps", coarsest first, and
+                                  the correspondence's "positions", "weights", "dense_best")
+    weight_settings(config)       -> the settings that shape the weights, in words, for the
+                                  error of a checkpoint that does not fit
+
+The trainable model of every kind has `config` (the Config it was made from),
+`build_inference(height, width)` (the inference networks' variables),
+`build_all(height, width)` (every variable), `compile()` (the default optimisers) and,
+after it, `g_optimizer` and `d_optimizer` (the generator side's and the discriminator's,
+checkpointed by the training command under those names) and `train_step(batch)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+    from cocosnet_tf.config import Config
+
+
+class ModelKind:
+    name: str
+    needs_exemplar: bool
+
+    def input_channels(self, config: Config) -> dict[str, int]:
+        raise NotImplementedError
+
+    def build(self, config: Config) -> keras.Model:
+        raise NotImplementedError
+
+    def inference_networks(self, model: keras.Model) -> dict[str, tf.Module]:
+        raise NotImplementedError
+
+    def inference(self, model: keras.Model) -> Callable[..., dict[str, tf.Tensor]]:
+        raise NotImplementedError
+
+    def evaluation(self, model: keras.Model) -> Callable[..., dict]:
+        raise NotImplementedError
+
+    def weight_settings(self, config: Config) -> str:
+        raise NotImplementedError
