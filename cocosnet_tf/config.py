@@ -139,6 +139,23 @@ class DataConfig:
 
 
 @dataclass
+class Pix2PixHDConfig:
+    """pix2pixHD's coarse-to-fine generator and instance-wise feature encoder
+    (cocosnet_tf.models.pix2pixhd); the generator's width is model.ngf, the discriminator
+    is model.ndf, model.num_discriminators and model.discriminator_layers."""
+
+    local_enhancers: int = 1  # 0, 1 or 2 enhancers G2, each doubling the global generator's size
+    n_downsample_global: int = 4  # halvings in G1 (the official 4)
+    n_blocks_global: int = 9  # residual blocks in G1 (the official 9)
+    n_blocks_local: int = 3  # residual blocks in each enhancer (the official 3)
+    # channels of the encoder's per-instance feature vectors fed to G beside the map
+    # (the official 3); 0: no encoder, G reads the semantic map alone
+    feature_channels: int = 3
+    nef: int = 16  # the encoder's width (the official 16)
+    n_downsample_encoder: int = 4  # halvings in the encoder (the official 4)
+
+
+@dataclass
 class ModelConfig:
     # which networks: a name of cocosnet_tf.models.registry (the commands refuse others)
     kind: str = "cocosnet"
@@ -163,6 +180,7 @@ class ModelConfig:
     # correspondence's features collapse to uniform attention (docs/correspondence.md)
     init_gain: float = 0.02
     discriminator_layers: int = 4
+    pix2pixhd: Pix2PixHDConfig = field(default_factory=Pix2PixHDConfig)
 
 
 @dataclass
@@ -225,6 +243,16 @@ class LossConfig:
 
 
 @dataclass
+class Pix2PixHDTrainConfig:
+    """pix2pixHD's phases (with local enhancers): G1 alone at the coarse size for
+    global_steps, then the outermost enhancer alone, G1 frozen, for fix_global_steps, then
+    every stage (cocosnet_tf.models.pix2pixhd.phases)."""
+
+    global_steps: int = 0
+    fix_global_steps: int = 0
+
+
+@dataclass
 class TrainConfig:
     batch_size: int = 4  # global batch
     steps: int = 1000
@@ -245,6 +273,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     log_every: int = 50
     sample_every: int = 500
+    pix2pixhd: Pix2PixHDTrainConfig = field(default_factory=Pix2PixHDTrainConfig)
 
 
 @dataclass
@@ -516,6 +545,22 @@ def _check_sesim(s: SeSimConfig) -> None:
         _require(0 <= value <= 1, f"losses.sesim.{key}", f"must be a probability, got {value}")
 
 
+def _check_pix2pixhd(c: Config) -> None:
+    p, t = c.model.pix2pixhd, c.train.pix2pixhd
+    _require(p.local_enhancers in (0, 1, 2), "model.pix2pixhd.local_enhancers",
+             f"must be 0, 1 or 2, got {p.local_enhancers}")
+    for key in ("n_downsample_global", "n_blocks_global", "n_blocks_local", "feature_channels",
+                "n_downsample_encoder"):
+        value = getattr(p, key)
+        _require(value >= 0, f"model.pix2pixhd.{key}", f"must be >= 0, got {value}")
+    _require(p.nef >= 1, "model.pix2pixhd.nef", f"must be >= 1, got {p.nef}")
+    for key in ("global_steps", "fix_global_steps"):
+        value = getattr(t, key)
+        _require(value >= 0, f"train.pix2pixhd.{key}", f"must be >= 0, got {value}")
+        _require(not value or p.local_enhancers, f"train.pix2pixhd.{key}",
+                 f"{value} steps of a phase before the enhancers train needs model.pix2pixhd.local_enhancers >= 1")
+
+
 def _check_values(c: Config) -> None:
     d = c.data
     _check_size(d.crop_size, "data.crop_size")
@@ -559,6 +604,7 @@ def _check_values(c: Config) -> None:
     _require(m.temperature > 0, "model.temperature", f"must be > 0, got {m.temperature}")
     _require(m.locality >= 0, "model.locality", f"must be >= 0, got {m.locality}")
     _require(m.init_gain > 0, "model.init_gain", f"must be > 0, got {m.init_gain}")
+    _check_pix2pixhd(c)
 
     for f in dataclasses.fields(LossConfig):
         value = getattr(c.losses, f.name)

@@ -1,6 +1,7 @@
-"""What every trainable model kind shares: the precision of a config, its optimisers'
-learning-rate schedule, the frozen networks of the losses, and whether training spans
-several workers."""
+"""What every trainable model kind shares: the precision of a config, its default
+optimisers and their learning-rate schedule, the frozen networks of the losses, one pass
+of the fake and the real image through the discriminator and the adversarial losses on
+it, and the step's figures for the global batch under tf.distribute."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from contextlib import contextmanager
 import keras
 import tensorflow as tf
 
-from cocosnet_tf.config import Config, TrainConfig
+from cocosnet_tf.config import Config, LossConfig, TrainConfig
+from cocosnet_tf.losses import adversarial
+
+GENERATOR_ADAM_EPSILON = 1e-3  # the official optimizer_G; the discriminator keeps Adam's default
 
 
 def uses_vgg(config: Config) -> bool:
@@ -36,6 +40,24 @@ def learning_rate(rate: float, train: TrainConfig):
     return LinearDecay(rate, train.steps, min(train.decay_steps, train.steps)) if train.decay_steps else rate
 
 
+def default_optimisers(train: TrainConfig, g_optimizer=None, d_optimizer=None) -> tuple:
+    """(generator side, discriminator) optimisers: the given ones, or Adam with train's
+    betas at lr/2 and epsilon 1e-3 for the generator side, at 2 lr for the discriminator
+    (the official two time-scale rule; train.decay_steps makes both decay). Under
+    train.mixed_precision mixed_float16 each is wrapped in a LossScaleOptimizer, unless
+    it is one."""
+    g_optimizer = g_optimizer or keras.optimizers.Adam(
+        learning_rate(train.lr / 2, train), beta_1=train.beta1, beta_2=train.beta2, epsilon=GENERATOR_ADAM_EPSILON,
+        name="g_adam")
+    d_optimizer = d_optimizer or keras.optimizers.Adam(
+        learning_rate(train.lr * 2, train), beta_1=train.beta1, beta_2=train.beta2, name="d_adam")
+    if train.mixed_precision != "mixed_float16":
+        return g_optimizer, d_optimizer
+    return tuple(o if isinstance(o, keras.optimizers.LossScaleOptimizer)
+                 else keras.optimizers.LossScaleOptimizer(o, name=f"{side}_scaled")
+                 for side, o in (("g", g_optimizer), ("d", d_optimizer)))
+
+
 class LossNetworks:
     """Frozen networks of the losses, kept out of Keras tracking: they are not part of
     the model, its checkpoints or its exports."""
@@ -59,6 +81,47 @@ def global_policy(name: str):
         yield
     finally:
         keras.mixed_precision.set_dtype_policy(policy)
+
+
+def discriminate(discriminator, label, fake, real, dtype: tf.DType):
+    """Fake and real (each beside the semantic map) through the discriminator in one batch
+    -> (fake outputs, real outputs), per scale, cast to `dtype` for the losses (under a
+    mixed policy the discriminator computes in float16)."""
+    both = tf.concat([tf.concat([label, fake], -1), tf.concat([label, real], -1)], 0)
+    outputs = [[tf.cast(f, dtype) for f in scale] for scale in discriminator(both)]
+    n = tf.shape(label)[0]
+    return [[f[:n] for f in scale] for scale in outputs], [[f[n:] for f in scale] for scale in outputs]
+
+
+def generator_adversarial(fake_d, real_d, weights: LossConfig, average) -> dict:
+    """The generator's weighted hinge term and, with losses.gan_feat, the discriminator
+    feature matching, from discriminate's outputs; `average` makes per-sample losses
+    this replica's shares."""
+    losses = {"gan": weights.gan * average(adversarial.hinge_generator([s[-1] for s in fake_d]))}
+    if weights.gan_feat > 0:
+        losses["gan_feat"] = weights.gan_feat * average(adversarial.feature_matching(fake_d, real_d))
+    return losses
+
+
+def discriminator_losses(discriminator, label, fake, real, weight: float, average, dtype: tf.DType) -> dict:
+    """The discriminator's weighted hinge terms {"real", "fake"} (the fake held fixed)."""
+    fake_d, real_d = discriminate(discriminator, label, tf.stop_gradient(fake), real, dtype)
+    real_term, fake_term = adversarial.hinge_discriminator([s[-1] for s in real_d], [s[-1] for s in fake_d])
+    return {"real": weight * average(real_term), "fake": weight * average(fake_term)}
+
+
+def global_losses(losses: dict) -> dict:
+    """This replica's loss shares (tf.nn.compute_average_loss over the global batch) ->
+    the global batch's losses, the same on every replica, so that fit's mean over the
+    replicas keeps them."""
+    context = tf.distribute.get_replica_context()
+    if context is not None:
+        losses = context.all_reduce(tf.distribute.ReduceOp.SUM, losses)
+    if several_workers():
+        # across workers fit reduces each output with a mean over its axis 0, which a
+        # scalar does not have; the mean of this one-element axis is the scalar again
+        losses = {k: v[None] for k, v in losses.items()}
+    return losses
 
 
 def several_workers() -> bool:

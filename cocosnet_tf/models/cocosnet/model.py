@@ -27,17 +27,17 @@ from cocosnet_tf.discriminator import MultiscaleDiscriminator
 from cocosnet_tf.layers.blocks import init_gain
 from cocosnet_tf.layers.composite import Composite
 from cocosnet_tf.layers.spectral import power_iterations
-from cocosnet_tf.losses import adversarial, contextual, correspondence, sesim, vgg
+from cocosnet_tf.losses import contextual, correspondence, sesim, vgg
 from cocosnet_tf.losses.adversarial import per_sample_mean
 from cocosnet_tf.models.cocosnet.correspondence.network import CorrespondenceNet, level_factor
 from cocosnet_tf.models.cocosnet.generator import Generator
-from cocosnet_tf.models.training import (LossNetworks, full_precision, global_policy, learning_rate,
-                                         several_workers, uses_vgg)
+from cocosnet_tf.models.training import (LossNetworks, default_optimisers, discriminate, discriminator_losses,
+                                         full_precision, generator_adversarial, global_losses, global_policy,
+                                         learning_rate, uses_vgg)
 from cocosnet_tf.runtime import runtime_settings
 
 TRAIN_KEYS = ("label", "image", "exemplar", "exemplar_label", "self_ref", "flow", "flow_mask")
 SELF_REF_EPSILON = 1e-5
-GENERATOR_ADAM_EPSILON = 1e-3  # the official optimizer_G; the discriminator keeps Adam's default
 
 
 class CoCosNet(Composite, keras.Model):
@@ -100,15 +100,7 @@ class CoCosNet(Composite, keras.Model):
         computations are, when train.jit_compile is set.
         """
         t = self.config.train
-        g_optimizer = g_optimizer or keras.optimizers.Adam(
-            learning_rate(t.lr / 2, t), beta_1=t.beta1, beta_2=t.beta2, epsilon=GENERATOR_ADAM_EPSILON, name="g_adam")
-        d_optimizer = d_optimizer or keras.optimizers.Adam(
-            learning_rate(t.lr * 2, t), beta_1=t.beta1, beta_2=t.beta2, name="d_adam")
-        if t.mixed_precision == "mixed_float16":
-            g_optimizer, d_optimizer = (
-                o if isinstance(o, keras.optimizers.LossScaleOptimizer)
-                else keras.optimizers.LossScaleOptimizer(o, name=f"{side}_scaled")
-                for side, o in (("g", g_optimizer), ("d", d_optimizer)))
+        g_optimizer, d_optimizer = default_optimisers(t, g_optimizer, d_optimizer)
         # two optimisers, so none is Keras' single `optimizer`; the gradient all-reduce and
         # the updates must stay outside XLA, so the step function is not jit-compiled
         super().compile(optimizer=None, jit_compile=False)
@@ -153,11 +145,7 @@ class CoCosNet(Composite, keras.Model):
 
     def _discriminate(self, label, fake, real):
         """Fake and real through the discriminator in one batch -> (fake outputs, real outputs)."""
-        both = tf.concat([tf.concat([label, fake], -1), tf.concat([label, real], -1)], 0)
-        # losses in full precision (under a mixed policy the discriminator computes in float16)
-        outputs = [[tf.cast(f, self.full_precision) for f in scale] for scale in self.discriminator(both)]
-        n = tf.shape(label)[0]
-        return ([[f[:n] for f in scale] for scale in outputs], [[f[n:] for f in scale] for scale in outputs])
+        return discriminate(self.discriminator, label, fake, real, self.full_precision)
 
     def generator_losses(self, batch, self_ref_total, training=True):
         """(dict of weighted per-replica loss shares, generator output)."""
@@ -166,11 +154,7 @@ class CoCosNet(Composite, keras.Model):
         out = self.correspondence(label, exemplar, batch["exemplar_label"], image=image, training=training,
                                   step=self.g_optimizer.iterations)
         fake = tf.cast(self.generator(label, out["warps"], training=training), self.full_precision)
-        losses = {}
-        fake_d, real_d = self._discriminate(label, fake, image)
-        losses["gan"] = w.gan * self._average(adversarial.hinge_generator([s[-1] for s in fake_d]))
-        if w.gan_feat > 0:
-            losses["gan_feat"] = w.gan_feat * self._average(adversarial.feature_matching(fake_d, real_d))
+        losses = generator_adversarial(*self._discriminate(label, fake, image), w, self._average)
         if w.reconstruction > 0:
             losses["reconstruction"] = w.reconstruction * self._self_ref_mean(
                 batch, per_sample_mean(tf.abs(fake - image)), self_ref_total)
@@ -226,10 +210,8 @@ class CoCosNet(Composite, keras.Model):
         return tape.gradient(loss, self.sesim.trainable_variables), loss
 
     def discriminator_losses(self, batch, fake):
-        fake_d, real_d = self._discriminate(batch["label"], tf.stop_gradient(fake), batch["image"])
-        real, fake_term = adversarial.hinge_discriminator([s[-1] for s in real_d], [s[-1] for s in fake_d])
-        w = self.config.losses.gan
-        return {"real": w * self._average(real), "fake": w * self._average(fake_term)}
+        return discriminator_losses(self.discriminator, batch["label"], fake, batch["image"], self.config.losses.gan,
+                                    self._average, self.full_precision)
 
     def _discriminator_gradients_eager(self, batch, fake):
         variables = self.discriminator.trainable_variables
@@ -267,12 +249,4 @@ class CoCosNet(Composite, keras.Model):
         self.d_optimizer.apply_gradients(zip(d_grads, self.discriminator.trainable_variables))
         losses = {**{f"G_{k}": v for k, v in g_losses.items()}, **{f"D_{k}": v for k, v in d_losses.items()},
                   **heads}
-        if context is not None:
-            # the same figures on every replica, so that fit's mean over the replicas keeps them
-            losses = context.all_reduce(tf.distribute.ReduceOp.SUM, losses)
-        if several_workers():
-            # across workers fit reduces each output with a mean over its axis 0, which a
-            # scalar does not have; the mean of this one-element axis is the scalar again
-            losses = {k: v[None] for k, v in losses.items()}
-        return losses
-
+        return global_losses(losses)

@@ -7,8 +7,8 @@ from cocosnet_tf.models.pix2pixhd.clusters import (cluster_features, feature_map
                                                    load_clusters, save_clusters)
 from cocosnet_tf.models.pix2pixhd.encoder import FeatureEncoder, generator_input, instance_average
 from cocosnet_tf.models.pix2pixhd.generator import GlobalGenerator, LocalEnhancer, Pix2PixHDGenerator
-from cocosnet_tf.models.pix2pixhd.phases import PHASES, phase_variables
+from cocosnet_tf.models.pix2pixhd.phases import PHASES, phase_at, phase_variables
 
 __all__ = ["FeatureEncoder", "GlobalGenerator", "LocalEnhancer", "PHASES", "Pix2PixHDGenerator", "cluster_features",
            "feature_map", "generator_input", "instance_average", "instance_features", "kmeans", "load_clusters",
-           "phase_variables", "save_clusters"]
+           "phase_at", "phase_variables", "save_clusters"]

@@ -32,3 +32,14 @@ def phase_variables(generator: Pix2PixHDGenerator, phase: str, encoder=None) -> 
     else:
         variables = list(g1.trainable_variables)
     return variables + (list(encoder.trainable_variables) if encoder is not None else [])
+
+
+def phase_at(step: int, local_enhancers: int, global_steps: int, fix_global_steps: int) -> str:
+    """The phase training step `step` (0-based) is in: "global" for the first
+    global_steps, "enhancer" for the next fix_global_steps, then "all"; always "all"
+    without enhancers (G1 then works at the full size)."""
+    if not local_enhancers:
+        return "all"
+    if step < global_steps:
+        return "global"
+    return "enhancer" if step < global_steps + fix_global_steps else "all"

@@ -1,0 +1,147 @@
+"""pix2pixHD trained as one Keras model: its phases, its losses, fit, and replicas."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cocosnet_tf.config import ConfigError, load_config
+from cocosnet_tf.data.pipeline import build_dataset
+from cocosnet_tf.models.pix2pixhd.model import Pix2PixHD
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = 64
+TINY = [f"data.crop_size=[{SIZE},{SIZE}]", "data.synthetic.num_samples=16", "model.ngf=4", "model.ndf=4",
+        "model.num_discriminators=2", "model.discriminator_layers=2", "model.pix2pixhd.local_enhancers=1",
+        "model.pix2pixhd.n_downsample_global=2", "model.pix2pixhd.n_blocks_global=1",
+        "model.pix2pixhd.n_blocks_local=1", "model.pix2pixhd.nef=4", "model.pix2pixhd.n_downsample_encoder=2",
+        "losses.vgg=0", "losses.reconstruction=1", "train.batch_size=2", "train.lr=0.01"]
+
+
+def tiny_model(*overrides):
+    config = load_config(None, TINY + list(overrides))
+    model = Pix2PixHD(config, config.data.semantic_nc)
+    model.build_all(SIZE, SIZE)
+    model.compile()
+    return model, config
+
+
+def snapshot(variables):
+    return {id(v): v.numpy().copy() for v in variables}
+
+
+def moved(variables, before):
+    return {v.path for v in variables if not np.array_equal(v.numpy(), before[id(v)])}
+
+
+def paths(variables):
+    return {v.path for v in variables}
+
+
+def test_each_phase_steps_only_its_variables_and_the_discriminator_its_own():
+    model, config = tiny_model()
+    batch = next(iter(build_dataset(config.data, 2)))
+    g1 = model.generator.global_generator.trainable_variables
+    head = model.generator.global_generator.head.trainable_variables
+    enhancer = model.generator.enhancers[0].trainable_variables
+    encoder, discriminator = model.encoder.trainable_variables, model.discriminator.trainable_variables
+    everything = model.generator.trainable_variables + encoder
+    for phase, expected in (("global", paths(g1 + encoder)), ("enhancer", paths(enhancer + encoder)),
+                            ("all", paths(g1 + enhancer + encoder) - paths(head))):
+        model.phase = phase
+        before, d_before = snapshot(everything), snapshot(discriminator)
+        losses = model.train_step(batch)
+        assert moved(everything, before) == expected, phase
+        assert moved(discriminator, d_before), phase
+        assert {"G_gan", "G_gan_feat", "G_reconstruction", "G_total", "D_real", "D_fake"} == set(losses)
+        assert all(np.isfinite(float(v)) for v in losses.values())
+
+
+def test_the_global_phase_compares_at_the_coarse_size():
+    model, config = tiny_model()
+    batch = {k: tf.cast(v, tf.float32) for k, v in next(iter(build_dataset(config.data, 2))).items()}
+    _, (label, fake, real) = model.generator_losses(batch, "global")
+    assert label.shape[1:3] == fake.shape[1:3] == real.shape[1:3] == (SIZE // 2, SIZE // 2)
+    _, (label, fake, real) = model.generator_losses(batch, "all")
+    assert fake.shape[1:3] == real.shape[1:3] == (SIZE, SIZE)
+
+
+def test_fit_follows_the_phase_schedule():
+    model, config = tiny_model("train.pix2pixhd.global_steps=1", "train.pix2pixhd.fix_global_steps=2")
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(self.model.phase)
+
+    history = model.fit(build_dataset(config.data, 2), epochs=1, steps_per_epoch=4, verbose=0, callbacks=[Record()])
+    assert seen == ["global", "enhancer", "enhancer", "all"]
+    assert np.isfinite(history.history["G_total"][-1])
+
+
+def test_the_feature_map_is_required_exactly_when_there_is_an_encoder():
+    model, _ = tiny_model()
+    label = tf.zeros([1, SIZE, SIZE, model.semantic_nc])
+    with pytest.raises(ValueError, match="takes a feature map"):
+        model(label)
+    plain, _ = tiny_model("model.pix2pixhd.feature_channels=0")
+    assert plain.encoder is None and plain(label).shape == (1, SIZE, SIZE, 3)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.pix2pixhd.local_enhancers=3", "must be 0, 1 or 2"),
+    ("model.pix2pixhd.feature_channels=-1", "must be >= 0"),
+    ("train.pix2pixhd.fix_global_steps=5", "needs model.pix2pixhd.local_enhancers >= 1")])
+def test_bad_pix2pixhd_settings_are_config_errors(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, ["model.pix2pixhd.local_enhancers=0", override])
+
+
+REPLICAS_SCRIPT = """
+import json, sys
+import keras, numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from cocosnet_tf.config import load_config
+from cocosnet_tf.data.pipeline import build_dataset
+from cocosnet_tf.models.pix2pixhd.model import Pix2PixHD
+config = load_config(None, json.loads(sys.argv[1]))
+keras.mixed_precision.set_dtype_policy("float64")
+data = build_dataset(config.data, 2).take(1).cache().repeat()
+result = {}
+for name, strategy in (("one", tf.distribute.get_strategy()),
+                       ("two", tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")]))):
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model = Pix2PixHD(config, config.data.semantic_nc)
+        model.build_all(64, 64)
+        model.compile()
+    history = model.fit(data, epochs=1, steps_per_epoch=2, verbose=0)
+    result[name] = {"losses": {k: v[-1] for k, v in history.history.items()},
+                    "weights": [np.asarray(v.numpy()).ravel().tolist() for v in model.variables]}
+print("RESULT" + json.dumps(result))
+"""
+
+
+def test_two_replicas_take_the_steps_of_one_device():
+    """Float64, two steps (a global then an enhancer one) on one global batch of 2: split
+    over two replicas the losses and the weights are those of one device."""
+    overrides = TINY + ["train.mixed_precision=float64", "train.pix2pixhd.global_steps=1",
+                        "train.pix2pixhd.fix_global_steps=1"]
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", REPLICAS_SCRIPT, json.dumps(overrides)], cwd=REPO, env=environment,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.split("RESULT", 1)[1])
+    one, two = result["one"], result["two"]
+    assert one["losses"].keys() == two["losses"].keys()
+    for key in one["losses"]:
+        assert abs(one["losses"][key] - two["losses"][key]) <= 1e-8 * max(1.0, abs(one["losses"][key])), key
+    gaps = [np.max(np.abs(np.subtract(a, b)), initial=0.0) for a, b in zip(one["weights"], two["weights"])]
+    assert max(gaps) < 1e-8
