@@ -108,7 +108,7 @@ class Pix2PixHD(Composite, keras.Model):
 
     def scheduled_phase(self) -> str:
         t = self.config.train.pix2pixhd
-        return phase_at(int(self.g_optimizer.iterations), self.generator.local_enhancers, t.global_steps,
+        return phase_at(int(self.g_optimizer.iterations.numpy()), self.generator.local_enhancers, t.global_steps,
                         t.fix_global_steps)
 
     # ------------------------------------------------------------------ training
