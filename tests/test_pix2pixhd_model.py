@@ -13,6 +13,8 @@ import tensorflow as tf
 
 from cocosnet_tf.config import ConfigError, load_config
 from cocosnet_tf.data.pipeline import build_dataset
+from cocosnet_tf.discriminator import downsample
+from cocosnet_tf.models.pix2pixhd import generator_input
 from cocosnet_tf.models.pix2pixhd.model import Pix2PixHD
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,6 +70,10 @@ def test_the_global_phase_compares_at_the_coarse_size():
     batch = {k: tf.cast(v, tf.float32) for k, v in next(iter(build_dataset(config.data, 2))).items()}
     _, (label, fake, real) = model.generator_losses(batch, "global")
     assert label.shape[1:3] == fake.shape[1:3] == real.shape[1:3] == (SIZE // 2, SIZE // 2)
+    # G1's own image against the target pooled as G1's input is
+    x = generator_input(batch["label"], model.encode(batch["image"], batch["label"]))
+    np.testing.assert_allclose(fake, model.generator.coarse(x), atol=1e-6)
+    np.testing.assert_allclose(real, downsample(batch["image"]), atol=1e-6)
     _, (label, fake, real) = model.generator_losses(batch, "all")
     assert fake.shape[1:3] == real.shape[1:3] == (SIZE, SIZE)
 
