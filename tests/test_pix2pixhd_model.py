@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -152,3 +153,43 @@ def test_two_replicas_take_the_steps_of_one_device():
         assert abs(one["losses"][key] - two["losses"][key]) <= 1e-8 * max(1.0, abs(one["losses"][key])), key
     gaps = [np.max(np.abs(np.subtract(a, b)), initial=0.0) for a, b in zip(one["weights"], two["weights"])]
     assert max(gaps) < 1e-8
+
+
+def save_pix2pixhd_run(run_dir, *overrides):
+    """A run directory as the training command leaves it, from an untrained model."""
+    model, config = tiny_model(*overrides)
+    checkpoint = tf.train.Checkpoint(model=model, g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer)
+    tf.train.CheckpointManager(checkpoint, str(run_dir / "checkpoints"), max_to_keep=1).save(checkpoint_number=1)
+    config.save(run_dir / "config.yaml")
+    return model, config
+
+
+def test_the_features_command_clusters_every_class_of_the_training_samples(tmp_path, capsys):
+    from cocosnet_tf import pix2pixhd_features
+    from cocosnet_tf.models.pix2pixhd import load_clusters
+    from cocosnet_tf.models.pix2pixhd.run import CLUSTERS_FILE
+
+    from conftest import run_main
+
+    model, config = save_pix2pixhd_run(tmp_path, "data.synthetic.num_samples=6", "evaluate.batch_size=4")
+    code, out, err = run_main(pix2pixhd_features.main, ["--run", tmp_path, "--clusters", 2], capsys)
+    assert code == 0, err
+    centres = load_clusters(tmp_path / CLUSTERS_FILE)
+    # the classes the six training scenes show over 1/64 of the image, each with at most 2 centres
+    batch = next(iter(build_dataset(replace(config.data, phase="test", shuffle=False), 6, repeat=False)))
+    classes = np.argmax(batch["label"][..., :config.data.label_nc], -1)
+    shown = {int(i) for image in classes for i, c in zip(*np.unique(image, return_counts=True))
+             if c >= SIZE * SIZE / 64}
+    assert set(centres) == shown and len(shown) >= 3
+    assert all(c.shape[0] <= 2 and c.shape[1] == 3 for c in centres.values())
+    assert "6 training samples" in out
+
+
+def test_the_features_command_refuses_a_run_without_encoder(tmp_path, capsys):
+    from cocosnet_tf import pix2pixhd_features
+
+    from conftest import run_main
+
+    save_pix2pixhd_run(tmp_path, "model.pix2pixhd.feature_channels=0")
+    code, _, err = run_main(pix2pixhd_features.main, ["--run", tmp_path], capsys)
+    assert code == 2 and "no feature encoder" in err
