@@ -122,7 +122,7 @@ class SampleGrids(keras.callbacks.Callback):
             self._batch = {k: v.numpy() for k, v in next(iter(pairs)).items()}
         b = self._batch
         kind = model_kind(self.config)
-        out = kind.inference(self.model)(*(b[name] for name in kind.input_channels(self.config)))
+        out = kind.inference(self.model)(*kind.batch_inputs(self.model, b))
         grid = translation_grid(b, out["image"].numpy(), [v.numpy() for k, v in out.items() if k != "image"])
         save_png(self.run_dir / "samples" / f"step_{step:07d}.png", grid)
         with self.writer.as_default(step=step):

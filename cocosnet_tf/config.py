@@ -141,8 +141,10 @@ class DataConfig:
 @dataclass
 class Pix2PixHDConfig:
     """pix2pixHD's coarse-to-fine generator and instance-wise feature encoder
-    (cocosnet_tf.models.pix2pixhd); the generator's width is model.ngf, the discriminator
-    is model.ndf, model.num_discriminators and model.discriminator_layers."""
+    (model.kind pix2pixhd, cocosnet_tf.models.pix2pixhd); the generator's width is
+    model.ngf, the discriminator is model.ndf, model.num_discriminators and
+    model.discriminator_layers. Its losses are losses.gan, gan_feat, vgg and
+    reconstruction (an L1 to the target on every pair); the others are CoCosNet's."""
 
     local_enhancers: int = 1  # 0, 1 or 2 enhancers G2, each doubling the global generator's size
     n_downsample_global: int = 4  # halvings in G1 (the official 4)
@@ -559,6 +561,21 @@ def _check_pix2pixhd(c: Config) -> None:
         _require(value >= 0, f"train.pix2pixhd.{key}", f"must be >= 0, got {value}")
         _require(not value or p.local_enhancers, f"train.pix2pixhd.{key}",
                  f"{value} steps of a phase before the enhancers train needs model.pix2pixhd.local_enhancers >= 1")
+    if c.model.kind != "pix2pixhd":
+        return
+    # each halving exact, and the 7x7 reflection padding (and G1's residual blocks) with
+    # enough rows to reflect: the sizes models/pix2pixhd/generator.py checks
+    factor = 2 ** (p.local_enhancers + p.n_downsample_global)
+    bottleneck = 2 if p.n_blocks_global else 1
+    smallest = 2 ** p.local_enhancers * max(4, bottleneck * 2 ** p.n_downsample_global)
+    encoder = 2 ** p.n_downsample_encoder
+    for side in c.data.crop_size:
+        _require(side % factor == 0 and side >= smallest, "data.crop_size",
+                 f"{c.data.crop_size}: pix2pixHD with {p.local_enhancers} enhancers and {p.n_downsample_global} "
+                 f"halvings in G1 needs sides that are multiples of {factor}, at least {smallest}")
+        _require(not p.feature_channels or (side % encoder == 0 and side >= max(4, encoder)), "data.crop_size",
+                 f"{c.data.crop_size}: the feature encoder's {p.n_downsample_encoder} halvings need sides that are "
+                 f"multiples of {encoder}, at least {max(4, encoder)}")
 
 
 def _check_values(c: Config) -> None:

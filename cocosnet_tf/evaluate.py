@@ -179,12 +179,14 @@ def sesim_report(ev: Evaluation, config: Config) -> dict:
     return report
 
 
-def report(ev: Evaluation, run_dir: str, checkpoint: str, data: DataConfig, weights, fid_reason: str) -> dict:
+def report(ev: Evaluation, run_dir: str, checkpoint: str, data: DataConfig, weights, fid_reason: str,
+           inputs: dict[str, str] | None = None) -> dict:
     from cocosnet_tf.heldout import colour_report, correspondence_report, quality_report
 
     images = {k: np.concatenate(v) for k, v in ev.images.items()}
     return {
         "run": run_dir, "checkpoint": checkpoint,
+        **({"inputs": inputs} if inputs else {}),
         "split": {"dataset": data.dataset, "phase": data.phase, "seed": data.seed, "size": list(data.crop_size),
                   "pairs": ev.pairs, "pairs_with_flow": ev.flow_pairs, "self_ref_pairs": ev.self_ref_pairs},
         "conventions": conventions(),
@@ -275,7 +277,8 @@ def markdown(result: dict) -> str:
     lines = [f"# Evaluation of {result['run']}", "",
              f"Checkpoint `{result['checkpoint']}`; {split['pairs']} pairs of the held-out split "
              f"({split['dataset']}, {split['phase']} phase, seed {split['seed']}, {w}x{h}). "
-             "Image metrics read uint8 images (as PNG); conventions in metrics.json.", "",
+             "Image metrics read uint8 images (as PNG); conventions in metrics.json."
+             + "".join(f" Input {name}: {note}." for name, note in result.get("inputs", {}).items()), "",
              "## Correspondence", ""] + correspondence_markdown(result["correspondence"])
     lines += ["", "## Quality against the target", ""] + quality_markdown(result["quality"])
     lines += ["", "## Distribution", ""] + distribution_markdown(result["swd"], result["fid"])
@@ -319,6 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     def body() -> None:
         from cocosnet_tf import fid_inception
         from cocosnet_tf.heldout import evaluate
+        from cocosnet_tf.models.registry import model_kind
         from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
 
         config = load_run_config(args.run, args.overrides, args.config)
@@ -328,9 +332,10 @@ def main(argv: list[str] | None = None) -> None:
             raise ConfigError(f"--out {out_dir} is the run directory; its config.yaml would be replaced")
         weights, fid_reason = fid_inception.find_weights(config.evaluate.inception_weights)
         model = load_model(config, checkpoint)
+        inputs = model_kind(config).run_files(model, args.run)
         data = evaluation_data(config)
         ev = evaluate(model, config, data)
-        result = report(ev, args.run, checkpoint, data, weights, fid_reason)
+        result = report(ev, args.run, checkpoint, data, weights, fid_reason, inputs)
         with Staging(out_dir, prefix=".evaluate-") as staging:
             staging.add_text(os.path.join(out_dir, "metrics.json"), json.dumps(result, indent=2) + "\n")
             staging.add_text(os.path.join(out_dir, "metrics.md"), markdown(result))

@@ -82,7 +82,8 @@ class Evaluation:
 
     def __init__(self, config: Config):
         self.config = config
-        self.levels = config.model.corr_levels
+        # correspondence levels measured: none for a kind without warps
+        self.levels = config.model.corr_levels if model_kind(config).measures_correspondence else 0
         self.pairs = self.flow_pairs = self.self_ref_pairs = 0
         self.flow = {m: [metrics.EndpointStats(PCK_THRESHOLDS) for _ in range(self.levels)] for m in FLOW_METHODS}
         self.quality: dict[str, dict[str, list]] = {}  # image kind -> metric -> per-image values
@@ -113,6 +114,8 @@ class Evaluation:
 
     def add_correspondence(self, batch: dict, out: dict, unrefined: dict | None = None) -> None:
         self.flow_pairs += int(np.count_nonzero(batch["has_flow"]))
+        if not self.levels:
+            return
         valid = metrics.valid_flow_mask(batch)
         predicted = predicted_positions(out)
         for level in range(self.levels):
@@ -142,7 +145,7 @@ class Evaluation:
         self.self_ref_pairs += int(np.count_nonzero(self_ref))
         if not self_ref.any():
             return
-        for level, warp in enumerate(out["warps"]):
+        for level, warp in enumerate(out.get("warps", [])):
             factor = level_factor(level)
             target = metrics.block_mean(batch["image"], factor)[self_ref]
             self._add_quality(f"warp{level}", warp[self_ref], target)
@@ -152,9 +155,11 @@ class Evaluation:
         data, min_pixels = self.config.data, self.config.evaluate.histogram_min_pixels
         classes, exemplar_classes = region_ids(batch["label"], data), region_ids(batch["exemplar_label"], data)
         exemplar = to_uint8(batch["exemplar"])
-        warp = tf.image.resize(out["warps"][-1], batch["image"].shape[1:3], "nearest").numpy()
-        for name, images in (("output_vs_exemplar", out["image"]), ("target_vs_exemplar", batch["image"]),
-                             ("warp_vs_exemplar", warp)):
+        compared = [("output_vs_exemplar", out["image"]), ("target_vs_exemplar", batch["image"])]
+        if self.levels:
+            compared.append(("warp_vs_exemplar",
+                             tf.image.resize(out["warps"][-1], batch["image"].shape[1:3], "nearest").numpy()))
+        for name, images in compared:
             images = to_uint8(images)
             for i in range(images.shape[0]):
                 found = metrics.class_colour_distances(images[i], classes[i], exemplar[i], exemplar_classes[i],
@@ -171,12 +176,13 @@ def evaluate(model: keras.Model, config: Config, data: DataConfig, progress: boo
         raise DataError("the held-out split is empty: nothing to evaluate")
     infer = inference_function(model, config, several_batches=total > batch_size)
     kind = model_kind(config)
-    ablation = config.evaluate.refinement_ablation and config.model.corr_levels > 1
+    ablation = (config.evaluate.refinement_ablation and kind.measures_correspondence
+                and config.model.corr_levels > 1)
     ev = Evaluation(config)
     start = shown = time.perf_counter()
     for batch in build_dataset(data, batch_size, repeat=False, source=source):
         batch = {k: v.numpy() for k, v in batch.items()}
-        inputs = [batch[name] for name in kind.input_channels(config)]
+        inputs = kind.batch_inputs(model, batch)
         out = tf.nest.map_structure(lambda t: t.numpy(), infer(*inputs))
         if not np.isfinite(out["image"]).all():
             raise DataError("the network's output is not finite (NaN or inf); the checkpoint may have diverged "
@@ -204,6 +210,8 @@ def endpoint_summary(stats: metrics.EndpointStats, factor: int) -> dict:
 
 
 def correspondence_report(ev: Evaluation) -> dict:
+    if not ev.levels:
+        return {"computed": False, "reason": f"a {ev.config.model.kind} model has no correspondence"}
     if all(stats.count == 0 for stats in ev.flow["model"]):
         return {"computed": False, "reason": "no evaluated pair has a known flow (synthetic scenes with "
                                              "same-scene exemplars and pseudo-pairs have one)"}
@@ -267,9 +275,10 @@ def heldout_report(model: keras.Model, config: Config) -> dict:
               "colour_warp_vs_exemplar": colour["warp_vs_exemplar"]["mean"]}
     if result["colour_target_vs_exemplar"]:
         result["colour_ratio"] = result["colour_output_vs_exemplar"] / result["colour_target_vs_exemplar"]
-        result["colour_ratio_warp"] = result["colour_warp_vs_exemplar"] / result["colour_target_vs_exemplar"]
+        if result["colour_warp_vs_exemplar"] is not None:
+            result["colour_ratio_warp"] = result["colour_warp_vs_exemplar"] / result["colour_target_vs_exemplar"]
     if not corr["computed"] or ev.levels < 2:
-        return {**result, "note": "no held-out pairs with known flow (or a single correspondence level)"}
+        return {**result, "note": corr["reason"] if not corr["computed"] else "a single correspondence level"}
     finest, warp = corr["levels"][-1], quality["warps"][-1]
     result.update({"level_factor": finest["factor"], "pixels": finest["pixels"], "epe_finest": finest["model"]["epe"],
                    "epe_zero_flow": finest["zero_flow"]["epe"],
@@ -301,7 +310,7 @@ def heldout_lines(report: dict) -> list[str]:
     lines.append(f"  output          {report['output_psnr']:.1f} dB PSNR, SSIM {report['output_ssim']:.2f} "
                  "against the target (higher is better)")
     if "colour_ratio" in report:
+        warp = f"; the finest warp's: {report['colour_ratio_warp']:.1f} x" if "colour_ratio_warp" in report else ""
         lines.append(f"  colour          {report['colour_ratio']:.1f} x the target's colour distance to the "
-                     "exemplar (1 = as faithful to the exemplar's colours as the target); the finest warp's: "
-                     f"{report['colour_ratio_warp']:.1f} x")
+                     f"exemplar (1 = as faithful to the exemplar's colours as the target){warp}")
     return lines

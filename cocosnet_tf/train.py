@@ -69,7 +69,14 @@ def refuse_existing_run(run_dir: Path) -> None:
 
 def next_commands(run_dir: Path, config: Config) -> list[str]:
     inputs = dataset_kind(config.data).translate_args
-    return ["next:",
+    features = []
+    if config.model.kind == "pix2pixhd":
+        inputs = inputs.split(" --exemplar ")[0]
+        if config.model.pix2pixhd.feature_channels:
+            features = [f"  python -m cocosnet_tf.pix2pixhd_features --run {run_dir} --clusters 10      # first: "
+                        "the feature clusters evaluate and translate use"]
+            inputs += " [--feature-cluster CLASS=K]"
+    return ["next:", *features,
             f"  python -m cocosnet_tf.evaluate --run {run_dir}      # every metric, "
             f"{config.evaluate.num_samples or 'all'} held-out pairs",
             f"  python -m cocosnet_tf.translate --run {run_dir} {inputs} --out out.png",

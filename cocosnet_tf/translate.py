@@ -115,7 +115,7 @@ class Job:
     """One translation: files in, output path, and where it was asked for (for errors)."""
 
     input: str
-    exemplar: str
+    exemplar: str | None  # None: none given (kinds that need no exemplar)
     exemplar_input: str | None
     out: str
     where: str = ""  # "" on the command line, "LIST: line N" in a pair list
@@ -178,6 +178,8 @@ def prepare(job: Job, config: Config) -> dict[str, np.ndarray]:
     kind = dataset_kind(data)
     hw = tuple(data.crop_size)
     label, form, _ = read_semantic(job.input, data, hw)
+    if job.exemplar is None:
+        return {"label": label}
     photo = read_exemplar(job.exemplar, data)
     if job.exemplar_input is None:
         if not kind.derives_exemplar_map:
@@ -197,6 +199,9 @@ def prepare(job: Job, config: Config) -> dict[str, np.ndarray]:
         exemplar = resize_image(photo, *hw)
     # make_sample checks the sizes and scales photos to [-1, 1]; there is no target image
     sample = make_sample(exemplar, label, exemplar, exemplar_label, False, None)
+    if not model_kind(config).needs_exemplar:
+        # not an exemplar to follow: a photo whose appearance the model takes (pix2pixHD's features)
+        return {"label": sample["label"], "photo": sample["exemplar"], "photo_label": sample["exemplar_label"]}
     return {k: sample[k] for k in ("label", "exemplar", "exemplar_label")}
 
 
@@ -240,13 +245,12 @@ def read_pairs(path: str, out_dir: str) -> list[Job]:
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             fields = [normalise_key(x) for x in line.rstrip("\n").split(",")]
-            if len(fields) not in (2, 3) or not all(fields):
-                raise DataError(f"{path}: line {number}: expected 'input,exemplar[,exemplar_input]', "
+            if len(fields) not in (1, 2, 3) or not all(fields):
+                raise DataError(f"{path}: line {number}: expected 'input[,exemplar[,exemplar_input]]', "
                                 f"got {line.strip()!r}")
-            paths = [os.path.join(folder, p) for p in fields]
-            name = f"{number:04d}_{_stem(paths[0])}_{_stem(paths[1])}.png"
-            jobs.append(Job(paths[0], paths[1], paths[2] if len(paths) == 3 else None,
-                            os.path.join(out_dir, name), f"{path}: line {number}"))
+            paths = [os.path.join(folder, p) for p in fields] + [None] * (3 - len(fields))
+            name = f"{number:04d}_{'_'.join(_stem(p) for p in paths[:2] if p)}.png"
+            jobs.append(Job(*paths, os.path.join(out_dir, name), f"{path}: line {number}"))
     if not jobs:
         raise DataError(f"{path}: pair list is empty")
     return jobs
@@ -303,12 +307,13 @@ def translate(model: keras.Model, jobs: list[Job], prepared: list[dict] | None, 
     """Translate `jobs` in batches into `staging`; `prepared` are their inputs, or None to read them again.
     Returns how many pictures besides the image the model gives per pair."""
     call = network_call(model, config, several_batches=len(jobs) > batch_size)
-    names = list(model_kind(config).input_channels(config))
+    kind = model_kind(config)
     start_time = shown = time.perf_counter()
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start:start + batch_size]
         inputs = prepared[start:start + batch_size] if prepared is not None else [prepare(j, config) for j in chunk]
-        out = {k: v.numpy() for k, v in call(*(np.stack([x[k] for x in inputs]) for k in names)).items()}
+        batch = {k: np.stack([x[k] for x in inputs]) for k in inputs[0]}
+        out = {k: v.numpy() for k, v in call(*kind.batch_inputs(model, batch)).items()}
         for i, job in enumerate(chunk):
             stage_outputs(staging, job, {k: v[i] for k, v in out.items()}, warps, checkpoint)
         done = start + len(chunk)
@@ -316,6 +321,38 @@ def translate(model: keras.Model, jobs: list[Job], prepared: list[dict] | None, 
             shown = time.perf_counter()
             print_progress(done, len(jobs), start_time)
     return len(out) - 1
+
+
+# ----------------------------------------------------------------------------- pix2pixHD
+
+
+def feature_choices(parser: argparse.ArgumentParser, given: list[str]) -> dict[int, int]:
+    """--feature-cluster CLASS=K ... -> {class: cluster}."""
+    choices = {}
+    for item in given:
+        parts = item.split("=")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            parser.error(f"--feature-cluster {item}: expected CLASS=K, two non-negative integers")
+        choices[int(parts[0])] = int(parts[1])
+    return choices
+
+
+def pix2pixhd_features(model, choices: dict[int, int], photoless: list[Job]) -> None:
+    """Check that a pix2pixHD model can make the feature map of every job: the chosen
+    clusters exist, and jobs without a photo have the run's clusters to take them from."""
+    if model.encoder is None:
+        if choices:
+            raise ConfigError("--feature-cluster: this pix2pixHD run has no feature encoder "
+                              "(model.pix2pixhd.feature_channels 0)")
+        return
+    if model.centres is None and (choices or photoless):
+        raise ConfigError("this pix2pixHD run has no feature clusters yet: make them with python -m "
+                          "cocosnet_tf.pix2pixhd_features --run RUN, or give a photo (--exemplar, and its "
+                          "--exemplar-input) to take the features from")
+    try:
+        model.choose_clusters(choices)
+    except ValueError as err:
+        raise ConfigError(f"--feature-cluster: {err}") from err
 
 
 # ----------------------------------------------------------------------------- command
@@ -338,6 +375,9 @@ def main(argv: list[str] | None = None) -> None:
     batch.add_argument("--out-dir", metavar="DIR", help="output folder (one PNG per line, and config.yaml)")
     batch.add_argument("--batch-size", type=int, default=1, metavar="N", help="pairs per network call (default 1)")
     parser.add_argument("--warps", action="store_true", help="also write each correspondence level's warp")
+    parser.add_argument("--feature-cluster", action="append", default=[], metavar="CLASS=K",
+                        help="pix2pixHD: class CLASS takes feature cluster K of the run's clusters (default 0 "
+                             "for every class); repeatable")
     args = parser.parse_args(argv)
 
     single_args = [a for a in ("input", "exemplar", "exemplar_input", "out") if getattr(args, a)]
@@ -346,8 +386,9 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("give either --input/--exemplar/--out or --pairs/--out-dir, not both")
         if not (args.pairs and args.out_dir):
             parser.error("--pairs and --out-dir go together")
-    elif not (args.input and args.exemplar and args.out):
-        parser.error("give --input, --exemplar and --out (or --pairs and --out-dir)")
+    elif not (args.input and args.out):
+        parser.error("give --input, --exemplar and --out (--exemplar not for pix2pixHD; or --pairs and --out-dir)")
+    choices = feature_choices(parser, args.feature_cluster)
     if args.out and not args.out.lower().endswith(".png"):
         parser.error(f"--out {args.out}: the output is a PNG; name it .png")
     if args.batch_size < 1:
@@ -366,8 +407,18 @@ def main(argv: list[str] | None = None) -> None:
         else:
             jobs = [Job(args.input, args.exemplar, args.exemplar_input, args.out)]
             folder = os.path.dirname(args.out)
+        kind = model_kind(config)
+        missing = [job for job in jobs if job.exemplar is None]
+        if kind.needs_exemplar and missing:
+            raise ConfigError(missing[0].located(f"a {kind.name} run translates after an exemplar: give "
+                                                 "--exemplar (pair lists: a second field)"))
+        if choices and config.model.kind != "pix2pixhd":
+            raise ConfigError(f"--feature-cluster: a {kind.name} run has no feature clusters (pix2pixHD runs do)")
         prepared = prepare_all(jobs, config)
         model = load_model(config, checkpoint)
+        kind.run_files(model, args.run)
+        if config.model.kind == "pix2pixhd":
+            pix2pixhd_features(model, choices, missing)
         with Staging(folder, prefix=".translate-") as staging:
             extra = translate(model, jobs, prepared, config, args.batch_size, staging, args.warps, checkpoint,
                       progress=bool(args.pairs))

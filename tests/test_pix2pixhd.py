@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cocosnet_tf.models.pix2pixhd import (FeatureEncoder, GlobalGenerator, LocalEnhancer, Pix2PixHDGenerator,
-                                          cluster_features, feature_map, generator_input, instance_average,
-                                          instance_features, kmeans, load_clusters, phase_variables, save_clusters)
+from cocosnet_tf.models.pix2pixhd.clusters import (cluster_features, feature_map, instance_features, kmeans,
+                                                   load_clusters, save_clusters)
+from cocosnet_tf.models.pix2pixhd.encoder import FeatureEncoder, generator_input, instance_average
+from cocosnet_tf.models.pix2pixhd.generator import GlobalGenerator, LocalEnhancer, Pix2PixHDGenerator
+from cocosnet_tf.models.pix2pixhd.phases import phase_variables
 from cocosnet_tf.models.pix2pixhd.units import ConvUnit, ImageHead, ResnetBlock
 
 RNG = np.random.default_rng(0)

@@ -15,12 +15,12 @@ import tensorflow as tf
 from cocosnet_tf.config import ConfigError, load_config
 from cocosnet_tf.data.pipeline import build_dataset
 from cocosnet_tf.discriminator import downsample
-from cocosnet_tf.models.pix2pixhd import generator_input
+from cocosnet_tf.models.pix2pixhd.encoder import generator_input
 from cocosnet_tf.models.pix2pixhd.model import Pix2PixHD
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 64
-TINY = [f"data.crop_size=[{SIZE},{SIZE}]", "data.synthetic.num_samples=16", "model.ngf=4", "model.ndf=4",
+TINY = ["model.kind=pix2pixhd", f"data.crop_size=[{SIZE},{SIZE}]", "data.synthetic.num_samples=16", "model.ngf=4", "model.ndf=4",
         "model.num_discriminators=2", "model.discriminator_layers=2", "model.pix2pixhd.local_enhancers=1",
         "model.pix2pixhd.n_downsample_global=2", "model.pix2pixhd.n_blocks_global=1",
         "model.pix2pixhd.n_blocks_local=1", "model.pix2pixhd.nef=4", "model.pix2pixhd.n_downsample_encoder=2",
@@ -166,7 +166,7 @@ def save_pix2pixhd_run(run_dir, *overrides):
 
 def test_the_features_command_clusters_every_class_of_the_training_samples(tmp_path, capsys):
     from cocosnet_tf import pix2pixhd_features
-    from cocosnet_tf.models.pix2pixhd import load_clusters
+    from cocosnet_tf.models.pix2pixhd.clusters import load_clusters
     from cocosnet_tf.models.pix2pixhd.run import CLUSTERS_FILE
 
     from conftest import run_main
@@ -193,3 +193,96 @@ def test_the_features_command_refuses_a_run_without_encoder(tmp_path, capsys):
     save_pix2pixhd_run(tmp_path, "model.pix2pixhd.feature_channels=0")
     code, _, err = run_main(pix2pixhd_features.main, ["--run", tmp_path], capsys)
     assert code == 2 and "no feature encoder" in err
+
+
+# ----------------------------------------------------------------------------- the commands
+
+
+def clustered_run(tmp_path, capsys):
+    """An untrained tiny run with its feature clusters (2 per class)."""
+    from cocosnet_tf import pix2pixhd_features
+
+    from conftest import run_main
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    save_pix2pixhd_run(run_dir, "data.synthetic.num_samples=6")
+    code, _, err = run_main(pix2pixhd_features.main, ["--run", run_dir, "--clusters", 2], capsys)
+    assert code == 0, err
+    return run_dir
+
+
+def label_png(path, seed=0):
+    from PIL import Image
+
+    ids = np.repeat(np.repeat(np.random.default_rng(seed).integers(0, 3, (8, 8)), 8, 0), 8, 1)
+    Image.fromarray(ids.astype(np.uint8)).save(path)
+    return path
+
+
+def test_translate_takes_chosen_clusters_or_a_photo_and_no_exemplar(tmp_path, capsys):
+    from PIL import Image
+
+    from cocosnet_tf import translate
+    from cocosnet_tf.models.pix2pixhd.clusters import load_clusters
+    from cocosnet_tf.models.pix2pixhd.run import CLUSTERS_FILE
+
+    from conftest import run_main
+
+    run_dir = clustered_run(tmp_path, capsys)
+    assert len(load_clusters(run_dir / CLUSTERS_FILE)[0]) == 2
+    labels = label_png(tmp_path / "labels.png")
+    outputs = {}
+    for name, extra in (("first", []), ("chosen0", ["--feature-cluster", "0=0"]),
+                        ("chosen1", ["--feature-cluster", "0=1"])):
+        code, _, err = run_main(translate.main, ["--run", run_dir, "--input", labels, "--out", tmp_path / f"{name}.png",
+                                                 *extra], capsys)
+        assert code == 0, err
+        outputs[name] = np.asarray(Image.open(tmp_path / f"{name}.png"), np.int32)
+    np.testing.assert_array_equal(outputs["first"], outputs["chosen0"])  # cluster 0 unless chosen
+    assert np.abs(outputs["chosen0"] - outputs["chosen1"]).max() > 0  # another look for the same map
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(photo)
+    code, _, err = run_main(translate.main, ["--run", run_dir, "--input", labels, "--exemplar", photo,
+                                             "--exemplar-input", label_png(tmp_path / "photo_labels.png", 2),
+                                             "--out", tmp_path / "photo_out.png"], capsys)
+    assert code == 0, err
+    code, _, err = run_main(translate.main, ["--run", run_dir, "--input", labels, "--feature-cluster", "0=5",
+                                             "--out", tmp_path / "x.png"], capsys)
+    assert code == 2 and "class 0 has 2 feature clusters; cluster 5 was chosen" in err
+    (run_dir / CLUSTERS_FILE).unlink()
+    code, _, err = run_main(translate.main, ["--run", run_dir, "--input", labels, "--out", tmp_path / "x.png"], capsys)
+    assert code == 2 and "no feature clusters yet" in err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_evaluate_measures_a_run_on_its_clusters_without_correspondence(tmp_path, capsys):
+    from cocosnet_tf import evaluate
+
+    from conftest import run_main
+
+    run_dir = clustered_run(tmp_path, capsys)
+    out = tmp_path / "evaluation"
+    code, _, err = run_main(evaluate.main, ["--run", run_dir, "--out", out, "--set", "evaluate.num_samples=4",
+                                            "evaluate.swd_min_resolution=16"], capsys)
+    assert code == 0, err
+    result = json.loads((out / "metrics.json").read_text())
+    assert "first cluster" in result["inputs"]["features"]
+    assert not result["correspondence"]["computed"] and result["quality"]["output"]["pairs"] == 4
+    assert result["colour"]["output_vs_exemplar"]["regions"] > 0 and not result["colour"]["warp_vs_exemplar"]["regions"]
+
+
+@pytest.mark.parametrize("form", ["savedmodel", "onnx"])
+def test_exports_match_the_model_on_every_sample(tmp_path, capsys, form):
+    from cocosnet_tf.export import __main__ as export
+
+    from conftest import run_main
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    save_pix2pixhd_run(run_dir)
+    code, out, err = run_main(export.main, [form, "--run", run_dir, "--out", tmp_path / "exports"], capsys)
+    assert code == 0, err
+    checks = [line for line in out.splitlines() if "max |diff|" in line]
+    # both sizes, every sample held to the tolerance: no value is only reported
+    assert len(checks) == 2 and not any("reported" in line for line in checks), out

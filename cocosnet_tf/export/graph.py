@@ -40,9 +40,13 @@ def float_function(model) -> tf.types.experimental.PolymorphicFunction:
     return tf.function(kind.inference(model), input_signature=specs)
 
 
-def encoded_reason(data: DataConfig) -> str:
-    """Why a run cannot have the encoded signature ('' when it can)."""
-    return dataset_kind(data).encoded_reason(data)
+def encoded_reason(config: Config) -> str:
+    """Why a run cannot have the encoded signature ('' when it can): it takes a label map,
+    an exemplar photo and the exemplar's label map."""
+    kind = model_kind(config)
+    if list(kind.input_channels(config)) != ["label", "exemplar", "exemplar_label"]:
+        return f"a {kind.name} run takes {', '.join(kind.input_channels(config))}, not a label map and an exemplar"
+    return dataset_kind(config.data).encoded_reason(config.data)
 
 
 def _semantic(encoded: tf.Tensor, data: DataConfig) -> tf.Tensor:

@@ -20,7 +20,7 @@ def write(model, translate, config: Config, path: str) -> None:
     """The variables of the kind's inference networks and the signatures (over
     `translate`, the float function of graph.py) as a SavedModel in `path`."""
     signatures = {FLOAT_SIGNATURE: translate.get_concrete_function()}
-    if not encoded_reason(config.data):
+    if not encoded_reason(config):
         signatures[ENCODED_SIGNATURE] = encoded_function(translate, config).get_concrete_function()
     root = tf.Module()
     # only the variables: tracking the Keras model itself makes tf.saved_model trace its

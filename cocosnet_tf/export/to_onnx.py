@@ -17,6 +17,7 @@ import tf2onnx
 
 from cocosnet_tf.config import Config, ConfigError
 from cocosnet_tf.export import verify
+from cocosnet_tf.models.registry import model_kind
 
 MAX_OPSET = max(tf2onnx.constants.OPSET_TO_IR_VERSION)  # the highest opset this tf2onnx writes
 MIN_OPSET = 13  # Softmax over the last axis only and TopK with a dynamic K input need 13
@@ -91,7 +92,7 @@ def check(translate, config: Config, proto: onnx.ModelProto, tolerance: float, l
         reference = {k: v.numpy() for k, v in translate(**case.inputs).items()}
         got = dict(zip(names, runner.run(None, case.inputs)))
         result = verify.compare(reference, {k: got.get(k, np.zeros(0)) for k in reference}, case.uniform, tolerance,
-                                strict_all=False,
+                                strict_all=not model_kind(config).discrete_choices,
                                 warp0_limit=config.export.tolerance / config.model.temperature)
         lines.append(f"{label} {case.name}: " + "; ".join(result.lines))
         if result.failed:

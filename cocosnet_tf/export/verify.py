@@ -89,6 +89,10 @@ def cases(config: Config, seed: int = 0) -> list[Case]:
 
     def case(size: tuple[int, int], uniform: list[bool], seed: int) -> Case:
         inputs = sample_inputs(config.data.semantic_nc, size, uniform, seed)
+        rng = np.random.default_rng(seed)
+        # any other input (pix2pixHD's feature map): random values in [-1, 1]
+        inputs.update({name: rng.uniform(-1, 1, (len(uniform), *size, channels)).astype(np.float32)
+                       for name, channels in names.items() if name not in inputs})
         return Case(size, {name: inputs[name] for name in names}, uniform)  # the inputs the model kind takes
 
     return [case(tuple(config.data.crop_size), [False, True], seed),

@@ -6,6 +6,11 @@ the config and their inputs first); its methods import the networks when called.
 
     name: str                     the `model.kind` value
     needs_exemplar: bool          whether inference takes an exemplar photo
+    measures_correspondence: bool whether evaluation gives warps and the correspondence's
+                                  positions to measure (CoCosNet) or the image alone
+    discrete_choices: bool        whether inference chooses discretely (PatchMatch's top K),
+                                  so that an ONNX export can match it only where no choice
+                                  changes the output (export/verify.py); else everywhere
     input_channels(config)        -> {input name: channels}, in the order `inference`'s
                                   function and the exported signature take them
                                   (float32 [B, H, W, C])
@@ -21,6 +26,12 @@ the config and their inputs first); its methods import the networks when called.
                                   the correspondence's "positions", "weights", "dense_best")
     weight_settings(config)       -> the settings that shape the weights, in words, for the
                                   error of a checkpoint that does not fit
+    run_files(model, run_dir)     -> reads what the run holds besides its checkpoint that
+                                  the kind's inputs use (pix2pixHD: its feature clusters);
+                                  returns notes on them for evaluate's report ({} by default)
+    batch_inputs(model, batch)    -> the inputs of inference's function for a batch of the
+                                  data pipeline, in order (by default its entries of those
+                                  names; pix2pixHD makes its feature map)
 
 The trainable model of every kind has `config` (the Config it was made from),
 `build_inference(height, width)` (the inference networks' variables),
@@ -44,6 +55,8 @@ if TYPE_CHECKING:
 class ModelKind:
     name: str
     needs_exemplar: bool
+    measures_correspondence: bool
+    discrete_choices: bool
 
     def input_channels(self, config: Config) -> dict[str, int]:
         raise NotImplementedError
@@ -62,3 +75,9 @@ class ModelKind:
 
     def weight_settings(self, config: Config) -> str:
         raise NotImplementedError
+
+    def batch_inputs(self, model: keras.Model, batch: dict) -> list:
+        return [batch[name] for name in self.input_channels(model.config)]
+
+    def run_files(self, model: keras.Model, run_dir: str) -> dict[str, str]:
+        return {}

@@ -11,8 +11,9 @@ from __future__ import annotations
 from cocosnet_tf.config import Config, ConfigError
 from cocosnet_tf.models.cocosnet.kind import CoCosNetKind
 from cocosnet_tf.models.kind import ModelKind
+from cocosnet_tf.models.pix2pixhd.kind import Pix2PixHDKind
 
-KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (CoCosNetKind(),)}
+KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (CoCosNetKind(), Pix2PixHDKind())}
 
 
 def model_kind(config: Config) -> ModelKind:

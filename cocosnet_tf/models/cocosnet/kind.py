@@ -21,6 +21,8 @@ class CoCosNetKind(ModelKind):
 
     name = "cocosnet"
     needs_exemplar = True
+    measures_correspondence = True
+    discrete_choices = True
 
     def input_channels(self, config: Config) -> dict[str, int]:
         nc = config.data.semantic_nc

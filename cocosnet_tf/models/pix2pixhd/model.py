@@ -21,6 +21,7 @@ when the phase changes.
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from cocosnet_tf.config import Config
@@ -77,6 +78,8 @@ class Pix2PixHD(Composite, keras.Model):
         self._loss_networks = LossNetworks()
         self.global_batch = config.train.batch_size
         self.phase = None  # set by PhaseSchedule (fit) or by hand before train_step
+        self.centres = None  # {class id: (k, feature_channels)}, set by use_clusters
+        self.cluster_choices: dict[int, int] = {}
 
     # ------------------------------------------------------------------ inference
     def call(self, label, features=None, training=False):
@@ -89,6 +92,52 @@ class Pix2PixHD(Composite, keras.Model):
     def encode(self, image, label):
         """The encoder's features of `image`, one vector per class region of `label`."""
         return self.encoder(image, class_map(label, self.classes))
+
+    def use_clusters(self, centres: dict[int, np.ndarray]) -> None:
+        """Take the per-class feature clusters (clusters.load_clusters) that
+        cluster_features picks from."""
+        channels = self.config.model.pix2pixhd.feature_channels
+        for label_id, c in centres.items():
+            if c.ndim != 2 or c.shape[1] != channels or not 0 <= label_id < self.classes:
+                raise ValueError(f"the clusters of class {label_id} are {list(c.shape)}; this model has classes "
+                                 f"0..{self.classes - 1} and {channels} feature channels")
+        self.centres, self.cluster_choices = centres, {}
+
+    def choose_clusters(self, choices: dict[int, int]) -> None:
+        """The cluster cluster_features takes per class (class -> cluster; cluster 0 for
+        the others)."""
+        if self.centres is None:
+            raise ValueError("no feature clusters: run python -m cocosnet_tf.pix2pixhd_features --run RUN first")
+        for label_id, k in choices.items():
+            found = len(self.centres.get(label_id, []))
+            if not 0 <= k < found:
+                raise ValueError(f"class {label_id} has {found} feature clusters; cluster {k} was chosen")
+        self.cluster_choices = dict(choices)
+
+    def cluster_features(self, label) -> tf.Tensor:
+        """The feature map of the chosen clusters (choose_clusters): every region of class
+        c holds c's chosen centre; classes without clusters hold zeros."""
+        if self.centres is None:
+            raise ValueError("no feature clusters: run python -m cocosnet_tf.pix2pixhd_features --run RUN first")
+        choices = self.cluster_choices
+        table = np.zeros([self.classes, self.config.model.pix2pixhd.feature_channels], np.float32)
+        for label_id, c in self.centres.items():
+            table[label_id] = c[choices.get(label_id, 0)]
+        return tf.gather(tf.constant(table, self.full_precision), class_map(label, self.classes))
+
+    def photo_features(self, label, photo, photo_label, fallback=None) -> tf.Tensor:
+        """The feature map of `photo`'s appearance: every region of class c in `label`
+        holds the encoder's vector of c's region in the photo (`photo_label` its
+        semantic map); classes the photo lacks keep `fallback`'s features (zeros when
+        None)."""
+        encoded = self.encode(photo, photo_label).numpy()
+        classes = class_map(label, self.classes).numpy()
+        photo_classes = class_map(photo_label, self.classes).numpy()
+        out = np.zeros(encoded.shape, np.float32) if fallback is None else np.array(fallback, np.float32)
+        for b in range(len(classes)):
+            for label_id in np.unique(photo_classes[b]):
+                out[b][classes[b] == label_id] = encoded[b][photo_classes[b] == label_id].mean(axis=0)
+        return tf.constant(out, self.full_precision)
 
     def build_inference(self, height: int, width: int) -> None:
         """Create the generator's variables (G1's own image head included) and the encoder's."""
