@@ -270,6 +270,16 @@ def test_evaluate_measures_a_run_on_its_clusters_without_correspondence(tmp_path
     assert "first cluster" in result["inputs"]["features"]
     assert not result["correspondence"]["computed"] and result["quality"]["output"]["pairs"] == 4
     assert result["colour"]["output_vs_exemplar"]["regions"] > 0 and not result["colour"]["warp_vs_exemplar"]["regions"]
+    # without clusters the target's own features: another output
+    from cocosnet_tf.models.pix2pixhd.run import CLUSTERS_FILE
+
+    (run_dir / CLUSTERS_FILE).unlink()
+    code, _, err = run_main(evaluate.main, ["--run", run_dir, "--out", tmp_path / "own", "--set",
+                                            "evaluate.num_samples=4", "evaluate.swd_min_resolution=16"], capsys)
+    assert code == 0, err
+    own = json.loads((tmp_path / "own" / "metrics.json").read_text())
+    assert "of the target itself" in own["inputs"]["features"]
+    assert own["quality"]["output"]["psnr"] != result["quality"]["output"]["psnr"]
 
 
 @pytest.mark.parametrize("form", ["savedmodel", "onnx"])
