@@ -18,7 +18,7 @@ TINY = ["data.crop_size=[64,64]", "model.nef=4", "model.ngf=4", "model.ndf=4", "
 def test_an_unknown_kind_is_one_line_naming_the_known_kinds(make_config):
     with pytest.raises(ConfigError) as error:
         model_kind(make_config("model.kind=pix2pix"))
-    assert str(error.value) == "model.kind: 'pix2pix' is not a model kind; known: cocosnet"
+    assert str(error.value) == "model.kind: 'pix2pix' is not a model kind; known: cocosnet, pix2pixhd"
 
 
 def test_a_config_written_without_model_kind_is_cocosnet(tmp_path):
@@ -30,7 +30,7 @@ def test_a_config_written_without_model_kind_is_cocosnet(tmp_path):
 def test_every_command_refuses_an_unknown_kind_before_writing_anything(tmp_path, capsys):
     run_dir = tmp_path / "run"
     code, _, err = run_main(train.main, ["--run-dir", run_dir, "--set", "model.kind=nope"], capsys)
-    assert code == 2 and err.strip() == "error: model.kind: 'nope' is not a model kind; known: cocosnet"
+    assert code == 2 and err.strip() == "error: model.kind: 'nope' is not a model kind; known: cocosnet, pix2pixhd"
     assert not run_dir.exists()
     run_dir.mkdir()
     load_config(None, ["model.kind=nope"]).save(run_dir / "config.yaml")
@@ -41,7 +41,7 @@ def test_every_command_refuses_an_unknown_kind_before_writing_anything(tmp_path,
                 "export": (export.main, ["savedmodel", "--run", run_dir, "--out", out])}
     for name, (main, args) in commands.items():
         code, _, err = run_main(main, args, capsys)
-        assert code == 2 and err.strip() == "error: model.kind: 'nope' is not a model kind; known: cocosnet", name
+        assert code == 2 and err.strip() == "error: model.kind: 'nope' is not a model kind; known: cocosnet, pix2pixhd", name
     assert not out.exists()
 
 
