@@ -20,7 +20,8 @@ from cocosnet_tf.models.pix2pixhd.model import Pix2PixHD
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 64
-TINY = ["model.kind=pix2pixhd", f"data.crop_size=[{SIZE},{SIZE}]", "data.synthetic.num_samples=16", "model.ngf=4", "model.ndf=4",
+TINY = ["model.kind=pix2pixhd", f"data.crop_size=[{SIZE},{SIZE}]", "data.synthetic.num_samples=16", "model.ngf=4",
+        "model.ndf=4",
         "model.num_discriminators=2", "model.discriminator_layers=2", "model.pix2pixhd.local_enhancers=1",
         "model.pix2pixhd.n_downsample_global=2", "model.pix2pixhd.n_blocks_global=1",
         "model.pix2pixhd.n_blocks_local=1", "model.pix2pixhd.nef=4", "model.pix2pixhd.n_downsample_encoder=2",
@@ -123,8 +124,8 @@ config = load_config(None, json.loads(sys.argv[1]))
 keras.mixed_precision.set_dtype_policy("float64")
 data = build_dataset(config.data, 2).take(1).cache().repeat()
 result = {}
-for name, strategy in (("one", tf.distribute.get_strategy()),
-                       ("two", tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")]))):
+cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+for name, strategy in (("one", tf.distribute.get_strategy()), ("two", tf.distribute.MirroredStrategy(cpus))):
     keras.utils.set_random_seed(0)
     with strategy.scope():
         model = Pix2PixHD(config, config.data.semantic_nc)
