@@ -375,9 +375,9 @@ def main(argv: list[str] | None = None) -> None:
     batch.add_argument("--out-dir", metavar="DIR", help="output folder (one PNG per line, and config.yaml)")
     batch.add_argument("--batch-size", type=int, default=1, metavar="N", help="pairs per network call (default 1)")
     parser.add_argument("--warps", action="store_true", help="also write each correspondence level's warp")
-    parser.add_argument("--feature-cluster", action="append", default=[], metavar="CLASS=K",
+    parser.add_argument("--feature-cluster", action="extend", nargs="+", default=[], metavar="CLASS=K",
                         help="pix2pixHD: class CLASS takes feature cluster K of the run's clusters (default 0 "
-                             "for every class); repeatable")
+                             "for every class), e.g. --feature-cluster 3=1 5=4")
     args = parser.parse_args(argv)
 
     single_args = [a for a in ("input", "exemplar", "exemplar_input", "out") if getattr(args, a)]
