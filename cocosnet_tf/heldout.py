@@ -18,12 +18,11 @@ import tensorflow as tf
 from cocosnet_tf import metrics
 from cocosnet_tf.config import Config, DataConfig
 from cocosnet_tf.correspondence.network import level_factor
-from cocosnet_tf.data.labels import colourise
 from cocosnet_tf.data.pipeline import build_dataset
 from cocosnet_tf.data.kinds import build_source, dataset_kind
 from cocosnet_tf.fileio import DataError
 from cocosnet_tf.model import CoCosNet
-from cocosnet_tf.visualize import to_uint8
+from cocosnet_tf.visualize import label_picture, to_uint8
 
 PCK_THRESHOLDS = (1.0, 3.0, 5.0)  # in pixels of the level
 FLOW_METHODS = ("model", "zero_flow", "coarsest_upsampled", "flow_heads_zeroed")
@@ -82,10 +81,11 @@ def predicted_positions(out: dict) -> list[np.ndarray]:
 
 
 class Evaluation:
-    """Everything measured so far, batch by batch."""
+    """Everything measured so far, batch by batch; with `keep_inputs`, also the semantic
+    inputs as pictures (what sesim_distance compares the outputs with)."""
 
-    def __init__(self, config: Config):
-        self.config = config
+    def __init__(self, config: Config, keep_inputs: bool = False):
+        self.config, self.keep_inputs = config, keep_inputs
         self.levels = config.model.corr_levels
         self.pairs = self.flow_pairs = self.self_ref_pairs = 0
         self.flow = {m: [metrics.EndpointStats(PCK_THRESHOLDS) for _ in range(self.levels)] for m in FLOW_METHODS}
@@ -111,7 +111,8 @@ class Evaluation:
         self.add_colours(batch, out)
         for key, image in (("output", out["image"]), ("target", batch["image"]), ("exemplar", batch["exemplar"])):
             self.images[key].append(to_uint8(image))
-        self.inputs.append(colourise(batch["label"]))
+        if self.keep_inputs:
+            self.inputs.append(label_picture(batch["label"]))
         if sum(len(b["label"]) for b, _ in self.grid_rows) < self.config.evaluate.grid_rows:
             self.grid_rows.append((batch, out))
 
@@ -167,15 +168,16 @@ class Evaluation:
                     self.colour[name].setdefault(cls, []).append(distance)
 
 
-def evaluate(model: CoCosNet, config: Config, data: DataConfig, progress: bool = True) -> Evaluation:
-    """Every metric over the pairs of `data`, batch by batch."""
+def evaluate(model: CoCosNet, config: Config, data: DataConfig, progress: bool = True,
+             keep_inputs: bool = False) -> Evaluation:
+    """Every metric over the pairs of `data`, batch by batch (`keep_inputs`: see Evaluation)."""
     source = build_source(data)
     total, batch_size = len(source), config.evaluate.batch_size
     if total == 0:
         raise DataError("the held-out split is empty: nothing to evaluate")
     infer = inference_function(model, config, several_batches=total > batch_size)
     ablation = config.evaluate.refinement_ablation and config.model.corr_levels > 1
-    ev = Evaluation(config)
+    ev = Evaluation(config, keep_inputs)
     start = shown = time.perf_counter()
     for batch in build_dataset(data, batch_size, repeat=False, source=source):
         batch = {k: v.numpy() for k, v in batch.items()}
