@@ -111,6 +111,7 @@ class Trainer:
                                            start_step=int(self.step))
         self.writer = tf.summary.create_file_writer(str(run_dir / "logs")) if self.chief else None
         self.heldout = HeldoutReport(config, run_dir, self.step)
+        self.progress = Progress(self.step, config.train.steps, config.train.log_every, self.writer)
 
     def restore(self, path: str, run_config: Config) -> None:
         """Every variable from `path`, or a ConfigError naming the settings that differ from
@@ -135,7 +136,7 @@ class Trainer:
         """fit's callbacks but the signal handling, in the order they must see each step."""
         t, step, chief = self.config.train, self.step, self.chief
         return [StopOnNonFiniteLoss(step, lambda: self.manager.latest_checkpoint), CountSteps(step),
-                Progress(step, t.steps, t.log_every, self.writer),
+                self.progress,
                 *([SampleGrids(self.config, self.run_dir, step, self.writer)] if chief else []),
                 Checkpoints(self.manager, step, t.checkpoint_every, chief), *([self.heldout] if chief else [])]
 
@@ -150,15 +151,18 @@ class Trainer:
                 self.heldout.on_train_end()
             return
         every = f"every {t.log_every} steps" if t.log_every > 1 else "every step"
-        print(f"tracing the training step: the first step builds its graph, which takes a while; then a line "
-              f"{every}", flush=True)
+        then = "a progress bar" if self.progress.draw_bar else f"a line {every}"
+        print(f"tracing the training step: the first step builds its graph, which takes a while; then {then}",
+              flush=True)
         stop = StopOnSignal()
         try:
             with MemoryReleaser(self.config.runtime.release_memory):
                 self.model.fit(self.dataset, epochs=1, steps_per_epoch=left, shuffle=False, verbose=0,
                                callbacks=[*self.callbacks(), stop])
         finally:
-            stop.restore()  # when fit ended by an exception, on_train_end did not
+            # when fit ended by an exception, on_train_end did not
+            stop.restore()
+            self.progress.close()
 
 
 def weights_fingerprint(variables) -> str:
