@@ -61,13 +61,17 @@ def is_chief(strategy) -> bool:
     return task_type in (None, "chief") or (task_type == "worker" and task_id == 0)
 
 
-def network_differences(before: Config, after: Config) -> list[str]:
-    """The settings that shape the networks' weights and differ between two configs."""
+def checkpoint_differences(before: Config, after: Config) -> list[str]:
+    """The settings that shape what a checkpoint holds and differ between two configs: the
+    networks' weights, and train.mixed_precision (float64 weights; mixed_float16 keeps a
+    loss scale in each optimiser's state)."""
     differ = [f"model.{key} ({value} -> {getattr(after.model, key)})"
               for key, value in vars(before.model).items() if getattr(after.model, key) != value]
     if before.data.semantic_nc != after.data.semantic_nc:
         differ.append(f"the input channels of the data section ({before.data.semantic_nc} -> "
                       f"{after.data.semantic_nc})")
+    if before.train.mixed_precision != after.train.mixed_precision:
+        differ.append(f"train.mixed_precision ({before.train.mixed_precision} -> {after.train.mixed_precision})")
     return differ
 
 
@@ -122,7 +126,7 @@ class Trainer:
             # the command ends with this error; the failed restore's pending values would each
             # log a warning when freed at exit, burying it
             logging.getLogger("tensorflow").setLevel(logging.ERROR)
-            differ = network_differences(run_config, self.config)
+            differ = checkpoint_differences(run_config, self.config)
             if not differ:
                 raise ConfigError(f"--resume: {path} does not fit the networks of this config: "
                                   f"{first_line(err)}") from err
