@@ -15,12 +15,15 @@ import json
 import logging
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 import keras
 import numpy as np
+import rich.progress
+import rich.text
 import tensorflow as tf
 
 from cocosnet_tf.config import Config
@@ -64,32 +67,65 @@ class CountSteps(keras.callbacks.Callback):
 
 
 class Progress(keras.callbacks.Callback):
-    """The progress line: after the first step its time (tracing included), then every
-    `log_every` steps and at the last the losses, steps/s and the ETA, measured from the
-    end of the first step so that tracing stays out of them. With a `writer`, the same
-    figures and both learning rates as TensorBoard scalars at the run's step."""
+    """How far the run is. After the first step, a line with its time (tracing included);
+    from then on steps/s and the ETA, measured from the end of the first step so that
+    tracing stays out of them. Where stdout is a terminal they are on a progress bar (rich,
+    which Keras brings) redrawn every step with the losses, and lines printed meanwhile
+    (checkpoints) appear above it; elsewhere (a log file, a pipe) they are a plain line
+    every `log_every` steps and at the last. With a `writer`, the losses, both learning
+    rates and steps/s as TensorBoard scalars at those steps. `bar`: draw the bar (default:
+    whether stdout is a terminal)."""
 
-    def __init__(self, step: tf.Variable, total: int, log_every: int, writer=None):
+    def __init__(self, step: tf.Variable, total: int, log_every: int, writer=None, bar: bool | None = None):
         super().__init__()
         self.step, self.total, self.log_every, self.writer = step, total, log_every, writer
+        self.draw_bar = sys.stdout.isatty() if bar is None else bar
+        self.bar: rich.progress.Progress | None = None
 
     def on_train_begin(self, logs=None):
         self.started, self.steady = time.perf_counter(), None  # steady: (step, time) after the first step
 
     def on_train_batch_end(self, batch, logs=None):
-        step = int(self.step)
+        step, now, logs = int(self.step), time.perf_counter(), logs or {}
+        losses = " ".join(f"{k}={v:.3f}" for k, v in logs.items())
         if self.steady is None:
-            self.steady = (step, time.perf_counter())
-            self.show(step, logs, f"first step {self.steady[1] - self.started:.0f} s (tracing included)")
-        elif step % self.log_every == 0 or step == self.total:
-            rate = (step - self.steady[0]) / max(time.perf_counter() - self.steady[1], 1e-9)
-            eta = (self.total - step) / max(rate, 1e-9)
-            left = f"{eta:.0f} s" if eta < 90 else f"{eta / 60:.1f} min"
-            self.show(step, logs, f"{rate:.2f} steps/s  ETA {left}", rate)
+            self.steady = (step, now)
+            print(f"step {step}/{self.total}  first step {now - self.started:.0f} s (tracing included)  {losses}",
+                  flush=True)
+            self.scalars(step, logs)
+            if self.draw_bar:
+                self.open_bar(step, losses)
+            return
+        rate = (step - self.steady[0]) / max(now - self.steady[1], 1e-9)
+        eta = (self.total - step) / max(rate, 1e-9)
+        speed = f"{rate:.2f} steps/s  ETA {f'{eta:.0f} s' if eta < 90 else f'{eta / 60:.1f} min'}"
+        if self.bar is not None:
+            self.bar.update(self.bar.task_ids[0], completed=step, speed=speed, losses=losses, refresh=True)
+        if step % self.log_every == 0 or step == self.total:
+            if self.bar is None:
+                print(f"step {step}/{self.total}  {speed}  {losses}", flush=True)
+            self.scalars(step, logs, rate)
 
-    def show(self, step: int, losses: dict, speed: str, rate: float | None = None) -> None:
-        shown = " ".join(f"{k}={v:.3f}" for k, v in losses.items())
-        print(f"step {step}/{self.total}  {speed}  {shown}", flush=True)
+    def on_train_end(self, logs=None):
+        self.close()
+
+    def open_bar(self, step: int, losses: str) -> None:
+        columns = [rich.progress.TextColumn("step"), rich.progress.MofNCompleteColumn(), rich.progress.BarColumn(),
+                   rich.progress.TextColumn("{task.fields[speed]}")]
+        # redrawn when a step ends, not by a thread: nothing on it changes in between
+        self.bar = BarAndLosses(*columns, auto_refresh=False)
+        self.bar.add_task("training", total=self.total, completed=step, speed="measuring steps/s", losses=losses)
+        self.bar.start()
+        self.bar.refresh()
+
+    def close(self) -> None:
+        """Leave the bar as it last was and give stdout back to the process; fit ended by an
+        exception does not call on_train_end, so the trainer calls this too."""
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+    def scalars(self, step: int, losses: dict, rate: float | None = None) -> None:
         if self.writer is None:
             return
         with self.writer.as_default(step=step):
@@ -100,6 +136,16 @@ class Progress(keras.callbacks.Callback):
             tf.summary.scalar("lr/discriminator", float(np.asarray(self.model.d_optimizer.learning_rate)))
             if rate is not None:
                 tf.summary.scalar("speed/steps_per_s", rate)
+
+
+class BarAndLosses(rich.progress.Progress):
+    """rich's progress bar with the losses on a line of their own below it, so that in a
+    narrow terminal they wrap and the bar keeps its line."""
+
+    def get_renderables(self):
+        yield self.make_tasks_table(self.tasks)
+        for task in self.tasks:
+            yield rich.text.Text(task.fields["losses"])
 
 
 class SampleGrids(keras.callbacks.Callback):

@@ -19,7 +19,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from cocosnet_tf.data.kinds import SYNTHETIC_CLASSES, dataset_kind
-from cocosnet_tf.fileio import ConfigError, atomic_write_text
+from cocosnet_tf.fileio import ConfigError, atomic_write_text, require
 
 # The generator's trunk starts at S/32 (five nearest-neighbour upsamplings), so both
 # sides of the image must be multiples of 32; 64 is the smallest size the U-Nets and the
@@ -518,15 +518,10 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
 # ----------------------------------------------------------------------------- values
 
 
-def _require(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: {message}")
-
-
 def _check_size(size: list[int], key: str) -> None:
-    _require(len(size) == 2, key, f"expected [height, width], got {size}")
+    require(len(size) == 2, key, f"expected [height, width], got {size}")
     for side, name in zip(size, ("height", "width")):
-        _require(
+        require(
             MIN_SIZE <= side <= MAX_SIZE and side % SIZE_MULTIPLE == 0,
             key,
             f"{name} {side} cannot be taken by the network; allowed: multiples of "
@@ -535,31 +530,31 @@ def _check_size(size: list[int], key: str) -> None:
 
 
 def _check_sesim(s: SeSimConfig) -> None:
-    _require(s.patches >= 1, "losses.sesim.patches", f"must be >= 1, got {s.patches}")
-    _require(s.window >= 3 and s.window % 2 == 1, "losses.sesim.window",
-             f"must be odd and >= 3 (a window centred on its query), got {s.window}")
-    _require(0 < s.keep <= 1, "losses.sesim.keep", f"must be within (0, 1], got {s.keep}")
-    _require(s.temperature > 0, "losses.sesim.temperature", f"must be > 0, got {s.temperature}")
-    _require(0 <= s.jitter < 1, "losses.sesim.jitter", f"must be in [0, 1) (factors stay positive), got {s.jitter}")
-    _require(0 <= s.hue <= 0.5, "losses.sesim.hue", f"must be in [0, 0.5] turns, got {s.hue}")
+    require(s.patches >= 1, "losses.sesim.patches", f"must be >= 1, got {s.patches}")
+    require(s.window >= 3 and s.window % 2 == 1, "losses.sesim.window",
+            f"must be odd and >= 3 (a window centred on its query), got {s.window}")
+    require(0 < s.keep <= 1, "losses.sesim.keep", f"must be within (0, 1], got {s.keep}")
+    require(s.temperature > 0, "losses.sesim.temperature", f"must be > 0, got {s.temperature}")
+    require(0 <= s.jitter < 1, "losses.sesim.jitter", f"must be in [0, 1) (factors stay positive), got {s.jitter}")
+    require(0 <= s.hue <= 0.5, "losses.sesim.hue", f"must be in [0, 0.5] turns, got {s.hue}")
     for key in ("blur", "grey"):
         value = getattr(s, key)
-        _require(0 <= value <= 1, f"losses.sesim.{key}", f"must be a probability, got {value}")
+        require(0 <= value <= 1, f"losses.sesim.{key}", f"must be a probability, got {value}")
 
 
 def _check_pix2pixhd(c: Config) -> None:
     p, t = c.model.pix2pixhd, c.train.pix2pixhd
-    _require(p.local_enhancers in (0, 1, 2), "model.pix2pixhd.local_enhancers",
+    require(p.local_enhancers in (0, 1, 2), "model.pix2pixhd.local_enhancers",
              f"must be 0, 1 or 2, got {p.local_enhancers}")
     for key in ("n_downsample_global", "n_blocks_global", "n_blocks_local", "feature_channels",
                 "n_downsample_encoder"):
         value = getattr(p, key)
-        _require(value >= 0, f"model.pix2pixhd.{key}", f"must be >= 0, got {value}")
-    _require(p.nef >= 1, "model.pix2pixhd.nef", f"must be >= 1, got {p.nef}")
+        require(value >= 0, f"model.pix2pixhd.{key}", f"must be >= 0, got {value}")
+    require(p.nef >= 1, "model.pix2pixhd.nef", f"must be >= 1, got {p.nef}")
     for key in ("global_steps", "fix_global_steps"):
         value = getattr(t, key)
-        _require(value >= 0, f"train.pix2pixhd.{key}", f"must be >= 0, got {value}")
-        _require(not value or p.local_enhancers, f"train.pix2pixhd.{key}",
+        require(value >= 0, f"train.pix2pixhd.{key}", f"must be >= 0, got {value}")
+        require(not value or p.local_enhancers, f"train.pix2pixhd.{key}",
                  f"{value} steps of a phase before the enhancers train needs model.pix2pixhd.local_enhancers >= 1")
     if c.model.kind != "pix2pixhd":
         return
@@ -570,10 +565,10 @@ def _check_pix2pixhd(c: Config) -> None:
     smallest = 2 ** p.local_enhancers * max(4, bottleneck * 2 ** p.n_downsample_global)
     encoder = 2 ** p.n_downsample_encoder
     for side in c.data.crop_size:
-        _require(side % factor == 0 and side >= smallest, "data.crop_size",
+        require(side % factor == 0 and side >= smallest, "data.crop_size",
                  f"{c.data.crop_size}: pix2pixHD with {p.local_enhancers} enhancers and {p.n_downsample_global} "
                  f"halvings in G1 needs sides that are multiples of {factor}, at least {smallest}")
-        _require(not p.feature_channels or (side % encoder == 0 and side >= max(4, encoder)), "data.crop_size",
+        require(not p.feature_channels or (side % encoder == 0 and side >= max(4, encoder)), "data.crop_size",
                  f"{c.data.crop_size}: the feature encoder's {p.n_downsample_encoder} halvings need sides that are "
                  f"multiples of {encoder}, at least {max(4, encoder)}")
 
@@ -582,82 +577,82 @@ def _check_values(c: Config) -> None:
     d = c.data
     _check_size(d.crop_size, "data.crop_size")
     if d.load_size is not None:
-        _require(len(d.load_size) == 2, "data.load_size", f"expected [height, width], got {d.load_size}")
-        _require(
+        require(len(d.load_size) == 2, "data.load_size", f"expected [height, width], got {d.load_size}")
+        require(
             all(MIN_SIZE <= s <= 4096 for s in d.load_size),
             "data.load_size",
             f"{d.load_size}: each side must be between {MIN_SIZE} and 4096",
         )
-    _require(len(d.scale_range) == 2 and 0 < d.scale_range[0] <= d.scale_range[1],
-             "data.scale_range", f"expected [low, high] with 0 < low <= high, got {d.scale_range}")
+    require(len(d.scale_range) == 2 and 0 < d.scale_range[0] <= d.scale_range[1],
+            "data.scale_range", f"expected [low, high] with 0 < low <= high, got {d.scale_range}")
     load_h, load_w = d.load_hw
-    _require(
+    require(
         load_h * d.scale_range[0] >= d.crop_size[0] and load_w * d.scale_range[0] >= d.crop_size[1],
         "data.load_size",
         f"{[load_h, load_w]} scaled by data.scale_range[0]={d.scale_range[0]} is smaller than "
         f"data.crop_size {d.crop_size}; the crop would not fit",
     )
-    _require(d.label_nc >= 1, "data.label_nc", f"must be at least 1, got {d.label_nc}")
+    require(d.label_nc >= 1, "data.label_nc", f"must be at least 1, got {d.label_nc}")
     dataset_kind(d).check(d)
     e = d.exemplar
-    _require(0.0 <= e.pseudo_probability <= 1.0, "data.exemplar.pseudo_probability",
-             f"must be a probability, got {e.pseudo_probability}")
-    _require(0.0 <= e.warp_strength <= 2.0, "data.exemplar.warp_strength",
-             f"must be within [0, 2], got {e.warp_strength}")
-    _require(d.seed >= 0, "data.seed", f"must be >= 0, got {d.seed}")
-    _require(c.train.seed >= 0, "train.seed", f"must be >= 0, got {c.train.seed}")
-    _require(d.num_parallel_calls == -1 or d.num_parallel_calls >= 1, "data.num_parallel_calls",
-             f"must be -1 (autotune) or >= 1, got {d.num_parallel_calls}")
-    _require(d.max_samples >= 0, "data.max_samples", f"must be >= 0, got {d.max_samples}")
+    require(0.0 <= e.pseudo_probability <= 1.0, "data.exemplar.pseudo_probability",
+            f"must be a probability, got {e.pseudo_probability}")
+    require(0.0 <= e.warp_strength <= 2.0, "data.exemplar.warp_strength",
+            f"must be within [0, 2], got {e.warp_strength}")
+    require(d.seed >= 0, "data.seed", f"must be >= 0, got {d.seed}")
+    require(c.train.seed >= 0, "train.seed", f"must be >= 0, got {c.train.seed}")
+    require(d.num_parallel_calls == -1 or d.num_parallel_calls >= 1, "data.num_parallel_calls",
+            f"must be -1 (autotune) or >= 1, got {d.num_parallel_calls}")
+    require(d.max_samples >= 0, "data.max_samples", f"must be >= 0, got {d.max_samples}")
 
     m = c.model
-    _require(2 <= m.corr_levels <= 4, "model.corr_levels",
-             f"{m.corr_levels}: the domain-alignment U-Net has features at S/8, S/4, S/2 and S; allowed 2..4")
+    require(2 <= m.corr_levels <= 4, "model.corr_levels",
+            f"{m.corr_levels}: the domain-alignment U-Net has features at S/8, S/4, S/2 and S; allowed 2..4")
     for key in ("nef", "ngf", "ndf", "spade_hidden", "gru_hidden", "num_discriminators", "discriminator_layers"):
         value = getattr(m, key)
-        _require(value >= 1, f"model.{key}", f"must be >= 1, got {value}")
-    _require(m.patchmatch_iterations >= 0, "model.patchmatch_iterations",
-             f"must be >= 0, got {m.patchmatch_iterations}")
-    _require(m.temperature > 0, "model.temperature", f"must be > 0, got {m.temperature}")
-    _require(m.locality >= 0, "model.locality", f"must be >= 0, got {m.locality}")
-    _require(m.init_gain > 0, "model.init_gain", f"must be > 0, got {m.init_gain}")
+        require(value >= 1, f"model.{key}", f"must be >= 1, got {value}")
+    require(m.patchmatch_iterations >= 0, "model.patchmatch_iterations",
+            f"must be >= 0, got {m.patchmatch_iterations}")
+    require(m.temperature > 0, "model.temperature", f"must be > 0, got {m.temperature}")
+    require(m.locality >= 0, "model.locality", f"must be >= 0, got {m.locality}")
+    require(m.init_gain > 0, "model.init_gain", f"must be > 0, got {m.init_gain}")
     _check_pix2pixhd(c)
 
     for f in dataclasses.fields(LossConfig):
         value = getattr(c.losses, f.name)
         if isinstance(value, float):
-            _require(value >= 0, f"losses.{f.name}", f"loss weights must be >= 0, got {value}")
-    _require(0 < c.losses.flow_gamma <= 1, "losses.flow_gamma", f"must be within (0, 1], got {c.losses.flow_gamma}")
+            require(value >= 0, f"losses.{f.name}", f"loss weights must be >= 0, got {value}")
+    require(0 < c.losses.flow_gamma <= 1, "losses.flow_gamma", f"must be within (0, 1], got {c.losses.flow_gamma}")
     _check_sesim(c.losses.sesim)
 
     t = c.train
     for key in ("batch_size", "steps", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every"):
         value = getattr(t, key)
-        _require(value >= 1, f"train.{key}", f"must be >= 1, got {value}")
-    _require(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
-    _require(t.decay_steps >= 0, "train.decay_steps", f"must be >= 0, got {t.decay_steps}")
+        require(value >= 1, f"train.{key}", f"must be >= 1, got {value}")
+    require(t.lr > 0, "train.lr", f"must be > 0, got {t.lr}")
+    require(t.decay_steps >= 0, "train.decay_steps", f"must be >= 0, got {t.decay_steps}")
     for key in ("beta1", "beta2"):
         value = getattr(t, key)
-        _require(0 <= value < 1, f"train.{key}", f"must be in [0, 1), got {value}")
-    _require(t.logical_cpus >= 0, "train.logical_cpus", f"must be >= 0, got {t.logical_cpus}")
+        require(0 <= value < 1, f"train.{key}", f"must be in [0, 1), got {value}")
+    require(t.logical_cpus >= 0, "train.logical_cpus", f"must be >= 0, got {t.logical_cpus}")
 
     r = c.runtime
-    _require(r.chunk >= 0, "runtime.chunk", f"must be >= 0, got {r.chunk}")
-    _require(r.recompute_band >= 0, "runtime.recompute_band", f"must be >= 0, got {r.recompute_band}")
-    _require(r.release_memory >= 0, "runtime.release_memory", f"must be >= 0 seconds, got {r.release_memory}")
+    require(r.chunk >= 0, "runtime.chunk", f"must be >= 0, got {r.chunk}")
+    require(r.recompute_band >= 0, "runtime.recompute_band", f"must be >= 0, got {r.recompute_band}")
+    require(r.release_memory >= 0, "runtime.release_memory", f"must be >= 0 seconds, got {r.release_memory}")
 
     x = c.export
-    _require(x.version >= 1, "export.version", f"must be >= 1, got {x.version}")
-    _require(11 <= x.onnx_opset <= 21, "export.onnx_opset", f"allowed 11..21, got {x.onnx_opset}")
-    _require(x.tolerance > 0 and x.fp16_tolerance > 0, "export.tolerance", "tolerances must be > 0")
+    require(x.version >= 1, "export.version", f"must be >= 1, got {x.version}")
+    require(11 <= x.onnx_opset <= 21, "export.onnx_opset", f"allowed 11..21, got {x.onnx_opset}")
+    require(x.tolerance > 0 and x.fp16_tolerance > 0, "export.tolerance", "tolerances must be > 0")
 
     v = c.evaluate
     for key in ("num_samples", "seed"):
         value = getattr(v, key)
-        _require(value >= 0, f"evaluate.{key}", f"must be >= 0, got {value}")
+        require(value >= 0, f"evaluate.{key}", f"must be >= 0, got {value}")
     for key in ("batch_size", "grid_rows", "swd_patches", "swd_directions", "histogram_min_pixels"):
         value = getattr(v, key)
-        _require(value >= 1, f"evaluate.{key}", f"must be >= 1, got {value}")
-    _require(SWD_PATCH_SIZE <= v.swd_min_resolution <= min(d.crop_size), "evaluate.swd_min_resolution",
-             f"{v.swd_min_resolution}: allowed from {SWD_PATCH_SIZE} (the patch size) to {min(d.crop_size)} "
-             "(the shorter side of data.crop_size)")
+        require(value >= 1, f"evaluate.{key}", f"must be >= 1, got {value}")
+    require(SWD_PATCH_SIZE <= v.swd_min_resolution <= min(d.crop_size), "evaluate.swd_min_resolution",
+            f"{v.swd_min_resolution}: allowed from {SWD_PATCH_SIZE} (the patch size) to {min(d.crop_size)} "
+            "(the shorter side of data.crop_size)")

@@ -152,17 +152,23 @@ def fid_report(images: dict[str, np.ndarray], weights, reason: str) -> dict:
     return report
 
 
+def structure_weights():
+    """The VGG16 weights sesim_distance measures with, when they are on this machine."""
+    from cocosnet_tf import weights as cached_weights
+
+    return cached_weights.cached("vgg16")
+
+
 def sesim_report(ev: Evaluation, config: Config) -> dict:
-    """The FSeSim distance of the outputs and of the targets to the inputs, with the fixed
-    VGG16 whatever losses.sesim.learned says (learned heads would measure with the run's
-    own yardstick)."""
+    """The FSeSim distance of the outputs and of the targets to the inputs (kept by an
+    Evaluation with keep_inputs), with the fixed VGG16 whatever losses.sesim.learned says
+    (learned heads would measure with the run's own yardstick)."""
     import tensorflow as tf
 
-    from cocosnet_tf import weights as cached_weights
     from cocosnet_tf.losses import sesim
     from cocosnet_tf.losses.vgg import features
 
-    path = cached_weights.cached("vgg16")
+    path = structure_weights()
     if path is None:
         return {"computed": False, "reason": "no VGG16 weights (python -m cocosnet_tf.weights fetch vgg16)"}
     trunk = sesim.build_trunk(path)
@@ -334,7 +340,7 @@ def main(argv: list[str] | None = None) -> None:
         model = load_model(config, checkpoint)
         inputs = model_kind(config).run_files(model, args.run)
         data = evaluation_data(config)
-        ev = evaluate(model, config, data)
+        ev = evaluate(model, config, data, keep_inputs=structure_weights() is not None)
         result = report(ev, args.run, checkpoint, data, weights, fid_reason, inputs)
         with Staging(out_dir, prefix=".evaluate-") as staging:
             staging.add_text(os.path.join(out_dir, "metrics.json"), json.dumps(result, indent=2) + "\n")

@@ -24,6 +24,12 @@ class ConfigError(ValueError):
     """A configuration value is unknown, of the wrong type or impossible."""
 
 
+def require(ok: bool, key: str, message: str) -> None:
+    """A ConfigError naming the config key `key` unless `ok`."""
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """Yield a temporary path beside `path`; rename it over `path` only on success."""

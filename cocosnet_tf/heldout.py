@@ -19,12 +19,11 @@ import tensorflow as tf
 from cocosnet_tf import metrics
 from cocosnet_tf.config import Config, DataConfig
 from cocosnet_tf.data.kinds import build_source, dataset_kind
-from cocosnet_tf.data.labels import colourise
 from cocosnet_tf.data.pipeline import build_dataset
 from cocosnet_tf.fileio import DataError
 from cocosnet_tf.models.cocosnet.correspondence.network import level_factor
 from cocosnet_tf.models.registry import model_kind
-from cocosnet_tf.visualize import to_uint8
+from cocosnet_tf.visualize import label_picture, to_uint8
 
 PCK_THRESHOLDS = (1.0, 3.0, 5.0)  # in pixels of the level
 FLOW_METHODS = ("model", "zero_flow", "coarsest_upsampled", "flow_heads_zeroed")
@@ -78,10 +77,11 @@ def predicted_positions(out: dict) -> list[np.ndarray]:
 
 
 class Evaluation:
-    """Everything measured so far, batch by batch."""
+    """Everything measured so far, batch by batch; with `keep_inputs`, also the semantic
+    inputs as pictures (what sesim_distance compares the outputs with)."""
 
-    def __init__(self, config: Config):
-        self.config = config
+    def __init__(self, config: Config, keep_inputs: bool = False):
+        self.config, self.keep_inputs = config, keep_inputs
         # correspondence levels measured: none for a kind without warps
         self.levels = config.model.corr_levels if model_kind(config).measures_correspondence else 0
         self.pairs = self.flow_pairs = self.self_ref_pairs = 0
@@ -108,7 +108,8 @@ class Evaluation:
         self.add_colours(batch, out)
         for key, image in (("output", out["image"]), ("target", batch["image"]), ("exemplar", batch["exemplar"])):
             self.images[key].append(to_uint8(image))
-        self.inputs.append(colourise(batch["label"]))
+        if self.keep_inputs:
+            self.inputs.append(label_picture(batch["label"]))
         if sum(len(b["label"]) for b, _ in self.grid_rows) < self.config.evaluate.grid_rows:
             self.grid_rows.append((batch, out))
 
@@ -168,8 +169,9 @@ class Evaluation:
                     self.colour[name].setdefault(cls, []).append(distance)
 
 
-def evaluate(model: keras.Model, config: Config, data: DataConfig, progress: bool = True) -> Evaluation:
-    """Every metric over the pairs of `data`, batch by batch."""
+def evaluate(model: keras.Model, config: Config, data: DataConfig, progress: bool = True,
+             keep_inputs: bool = False) -> Evaluation:
+    """Every metric over the pairs of `data`, batch by batch (`keep_inputs`: see Evaluation)."""
     source = build_source(data)
     total, batch_size = len(source), config.evaluate.batch_size
     if total == 0:
@@ -178,7 +180,7 @@ def evaluate(model: keras.Model, config: Config, data: DataConfig, progress: boo
     kind = model_kind(config)
     ablation = (config.evaluate.refinement_ablation and kind.measures_correspondence
                 and config.model.corr_levels > 1)
-    ev = Evaluation(config)
+    ev = Evaluation(config, keep_inputs)
     start = shown = time.perf_counter()
     for batch in build_dataset(data, batch_size, repeat=False, source=source):
         batch = {k: v.numpy() for k, v in batch.items()}

@@ -61,13 +61,17 @@ def is_chief(strategy) -> bool:
     return task_type in (None, "chief") or (task_type == "worker" and task_id == 0)
 
 
-def network_differences(before: Config, after: Config) -> list[str]:
-    """The settings that shape the networks' weights and differ between two configs."""
+def checkpoint_differences(before: Config, after: Config) -> list[str]:
+    """The settings that shape what a checkpoint holds and differ between two configs: the
+    networks' weights, and train.mixed_precision (float64 weights; mixed_float16 keeps a
+    loss scale in each optimiser's state)."""
     differ = [f"model.{key} ({value} -> {getattr(after.model, key)})"
               for key, value in vars(before.model).items() if getattr(after.model, key) != value]
     if before.data.semantic_nc != after.data.semantic_nc:
         differ.append(f"the input channels of the data section ({before.data.semantic_nc} -> "
                       f"{after.data.semantic_nc})")
+    if before.train.mixed_precision != after.train.mixed_precision:
+        differ.append(f"train.mixed_precision ({before.train.mixed_precision} -> {after.train.mixed_precision})")
     return differ
 
 
@@ -111,6 +115,7 @@ class Trainer:
                                            start_step=int(self.step))
         self.writer = tf.summary.create_file_writer(str(run_dir / "logs")) if self.chief else None
         self.heldout = HeldoutReport(config, run_dir, self.step)
+        self.progress = Progress(self.step, config.train.steps, config.train.log_every, self.writer)
 
     def restore(self, path: str, run_config: Config) -> None:
         """Every variable from `path`, or a ConfigError naming the settings that differ from
@@ -121,7 +126,7 @@ class Trainer:
             # the command ends with this error; the failed restore's pending values would each
             # log a warning when freed at exit, burying it
             logging.getLogger("tensorflow").setLevel(logging.ERROR)
-            differ = network_differences(run_config, self.config)
+            differ = checkpoint_differences(run_config, self.config)
             if not differ:
                 raise ConfigError(f"--resume: {path} does not fit the networks of this config: "
                                   f"{first_line(err)}") from err
@@ -135,7 +140,7 @@ class Trainer:
         """fit's callbacks but the signal handling, in the order they must see each step."""
         t, step, chief = self.config.train, self.step, self.chief
         return [StopOnNonFiniteLoss(step, lambda: self.manager.latest_checkpoint), CountSteps(step),
-                Progress(step, t.steps, t.log_every, self.writer),
+                self.progress,
                 *([SampleGrids(self.config, self.run_dir, step, self.writer)] if chief else []),
                 Checkpoints(self.manager, step, t.checkpoint_every, chief), *([self.heldout] if chief else [])]
 
@@ -150,15 +155,18 @@ class Trainer:
                 self.heldout.on_train_end()
             return
         every = f"every {t.log_every} steps" if t.log_every > 1 else "every step"
-        print(f"tracing the training step: the first step builds its graph, which takes a while; then a line "
-              f"{every}", flush=True)
+        then = "a progress bar" if self.progress.draw_bar else f"a line {every}"
+        print(f"tracing the training step: the first step builds its graph, which takes a while; then {then}",
+              flush=True)
         stop = StopOnSignal()
         try:
             with MemoryReleaser(self.config.runtime.release_memory):
                 self.model.fit(self.dataset, epochs=1, steps_per_epoch=left, shuffle=False, verbose=0,
                                callbacks=[*self.callbacks(), stop])
         finally:
-            stop.restore()  # when fit ended by an exception, on_train_end did not
+            # when fit ended by an exception, on_train_end did not
+            stop.restore()
+            self.progress.close()
 
 
 def weights_fingerprint(variables) -> str:

@@ -15,6 +15,11 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint((image + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
+def label_picture(semantic: np.ndarray) -> np.ndarray:
+    """uint8 RGB picture of a semantic map of any kind (cocosnet_tf.data.labels.colourise)."""
+    return to_uint8(np.asarray(colourise(semantic)))
+
+
 def upsample_nearest(image: np.ndarray, height: int, width: int) -> np.ndarray:
     rows = np.arange(height) * image.shape[0] // height
     cols = np.arange(width) * image.shape[1] // width
@@ -39,7 +44,7 @@ def translation_grid(batch: dict, output: np.ndarray, warps: list[np.ndarray]) -
     columns = ["input", "exemplar"] + [f"warp 1/{h // x.shape[1]}" for x in warps] + ["output", "target"]
     rows = []
     for i in range(output.shape[0]):
-        rows.append([colourise(batch["label"][i]), to_uint8(batch["exemplar"][i])]
+        rows.append([label_picture(batch["label"][i]), to_uint8(batch["exemplar"][i])]
                     + [to_uint8(upsample_nearest(x[i], h, w)) for x in warps]
                     + [to_uint8(output[i]), to_uint8(batch["image"][i])])
     return titled_grid(rows, columns)

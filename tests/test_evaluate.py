@@ -24,7 +24,7 @@ from cocosnet_tf.data.geometry import xy_grid
 from cocosnet_tf.data.pipeline import build_dataset
 from cocosnet_tf.models.cocosnet.generator import Generator
 from cocosnet_tf.runs import find_checkpoint, load_model
-from cocosnet_tf.visualize import HEADER
+from cocosnet_tf.visualize import HEADER, label_picture
 
 SIZE = 64
 LEVELS = 3
@@ -222,6 +222,26 @@ def test_a_level_without_a_whole_known_block_is_reported_empty():
                                             "pck": {"1": None, "3": None, "5": None}}
     assert result["levels"][2]["zero_flow"]["epe_image_pixels"] == pytest.approx(57.0)
     assert "| 0 (1/8) | 8x8 | model | - | - | - | - | - |" in evaluate.correspondence_markdown(result)
+
+
+def test_the_inputs_are_pictured_only_for_the_structure_distance(monkeypatch):
+    """Picturing every batch's semantic input is work that only sesim_distance reads."""
+    pictured = []
+
+    def counted(semantic):
+        pictured.append(len(semantic))
+        return label_picture(semantic)
+
+    monkeypatch.setattr(heldout, "label_picture", counted)
+    batch = shifted_batch(np.zeros(2))
+    out = {"image": batch["image"], "warps": [batch["image"][:, ::f, ::f] for f in (8, 4, 2)], **identity_outputs()}
+    config = load_config(None, TINY)
+    ev = heldout.Evaluation(config)
+    ev.add(batch, out)
+    assert pictured == [] and ev.inputs == []
+    ev = heldout.Evaluation(config, keep_inputs=True)
+    ev.add(batch, out)
+    assert pictured == [2] and ev.inputs[0].shape == (2, SIZE, SIZE, 3) and ev.inputs[0].dtype == np.uint8
 
 
 def test_regions_are_label_classes_or_the_whole_image():

@@ -7,9 +7,11 @@ import tensorflow as tf
 from conftest import fetched
 
 from cocosnet_tf.config import ConfigError, load_config
-from cocosnet_tf.data.labels import colourise as preview_colourise
+from cocosnet_tf.data.kinds import POSE_CHANNELS
+from cocosnet_tf.data.labels import colourise, palette
 from cocosnet_tf.losses import sesim
 from cocosnet_tf.losses.vgg import MissingWeightsError, features
+from cocosnet_tf.visualize import label_picture
 
 
 def smooth_features(shape, seed):
@@ -111,16 +113,19 @@ def test_only_the_outputs_top_entries_are_compared():
 # ----------------------------------------------------------------------------- images
 
 
-def test_semantic_inputs_are_pictured_as_the_previews_picture_them():
+def test_semantic_maps_are_pictured_as_edges_skeletons_or_palette_colours():
+    """The picture the loss reads (in [-1, 1]) is the one previews show (uint8)."""
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 9, size=[2, 6, 6])
     onehot = np.eye(9, dtype=np.float32)[ids]
-    onehot[0, 0, 0] = 0.0  # no class
+    onehot[0, 0, 0] = 0.0  # no class: black
+    colours = palette(9)[ids]
+    colours[0, 0, 0] = 0
     edges = (rng.random([2, 6, 6, 1]) > 0.5).astype(np.float32)
-    pose = rng.random([2, 6, 6, 20]).astype(np.float32)
-    for semantic in (onehot, edges, pose):
-        ours = (sesim.colourise(tf.constant(semantic)).numpy() + 1.0) * 127.5
-        np.testing.assert_allclose(ours, preview_colourise(semantic).astype(np.float32), atol=1.0)
+    pose = rng.random([2, 6, 6, POSE_CHANNELS]).astype(np.float32)
+    for semantic, picture in ((onehot, colours), (edges, np.repeat(edges, 3, -1) * 255), (pose, pose[..., :3] * 255)):
+        np.testing.assert_allclose((colourise(tf.constant(semantic)).numpy() + 1.0) * 127.5, picture, atol=1e-3)
+        np.testing.assert_array_equal(label_picture(semantic), np.rint(picture))
 
 
 def test_augmentation_is_seeded_keeps_the_range_and_changes_the_colours():
@@ -223,7 +228,7 @@ def test_fsesim_has_no_heads_and_no_step_of_its_own():
 def test_the_source_is_the_pictured_semantic_input_or_the_target():
     label = tf.constant(np.eye(8, dtype=np.float32)[np.arange(16).reshape(1, 4, 4) % 8])
     batch = {"label": label, "image": tf.random.stateless_uniform([1, 4, 4, 3], [1, 2], -1, 1)}
-    np.testing.assert_array_equal(sesim.SpatialCorrelative(pair="input").source(batch), sesim.colourise(label))
+    np.testing.assert_array_equal(sesim.SpatialCorrelative(pair="input").source(batch), colourise(label))
     np.testing.assert_array_equal(sesim.SpatialCorrelative(pair="target").source(batch), batch["image"])
 
 
@@ -284,7 +289,7 @@ def test_evaluate_reports_the_structure_distance_of_outputs_and_targets_to_the_i
     fetched("vgg16")
     image, _, regions = scene(64)
     target = np.rint((image + 1.0) * 127.5).astype(np.uint8)
-    inputs = preview_colourise(np.eye(8, dtype=np.float32)[regions][None])  # a label map of the scene
+    inputs = label_picture(np.eye(8, dtype=np.float32)[regions][None])  # a label map of the scene
     config = load_config(None, ["evaluate.batch_size=1", "losses.sesim.patches=64"])
     pairs = [np.concatenate([x, x]) for x in (inputs, target)]
     outputs = np.concatenate([target, np.roll(target, 12, axis=2)])  # one aligned, one shifted output

@@ -96,3 +96,14 @@ def test_resuming_with_a_changed_model_is_one_line_naming_the_key_and_changes_no
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
     assert "model.nef (4 -> 8)" in err and "ckpt-1" in err
     assert run_hashes(run_dir) == before
+
+
+def test_resuming_with_another_precision_is_one_line_naming_the_key_and_changes_nothing(tmp_path, capsys):
+    """mixed_float16 adds a loss scale to each optimiser's state, which the checkpoint lacks."""
+    run_dir = saved_run(tmp_path / "run")
+    before = run_hashes(run_dir)
+    code, err = run_train(["--run-dir", str(run_dir), "--resume", "--set", "train.mixed_precision=mixed_float16"],
+                          capsys)
+    assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert "train.mixed_precision (float32 -> mixed_float16)" in err and "ckpt-1" in err
+    assert run_hashes(run_dir) == before

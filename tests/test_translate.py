@@ -184,6 +184,9 @@ def bad_inputs(tiny, tmp_path):
     too_high = save(tmp_path / "too_high.png", ids)
     np.save(tmp_path / "five.npy", np.zeros((SIZE, SIZE, 5), np.float32))
     np.save(tmp_path / "labels.npy", p.exemplar_label)
+    holes = np.zeros((SIZE, SIZE, LABEL_NC), np.float32)
+    holes[1, 2, 3], holes[4, 5, 6] = np.nan, np.inf
+    np.save(tmp_path / "holes.npy", holes)
     colour = save(tmp_path / "colour.png", p.photo)
     return {
         "run without config": ({"--run": empty_run}, "config.yaml"),
@@ -198,6 +201,8 @@ def bad_inputs(tiny, tmp_path):
         "wrong channels": ({"--input": tmp_path / "five.npy"}, f"five.npy: semantic map of shape [64, 64, 5]; "
                            f"this run needs [H, W, {LABEL_NC}]"),
         "different kinds": ({"--exemplar-input": tmp_path / "labels.npy"}, "(label map) and the exemplar's map"),
+        "non-finite array": ({"--input": tmp_path / "holes.npy"}, "holes.npy: values must be finite, but it holds "
+                             "1 NaN, 1 +inf (the first at row 1, column 2, channel 3)"),
         "exemplar map of another size": ({"--exemplar-input": save(tmp_path / "small.png", np.zeros((32, 48)))},
                                          "small.png: 48x32 but its exemplar"),
         "bad checkpoint path": ({"--checkpoint": tmp_path / "nothing"}, "not a checkpoint"),
@@ -206,7 +211,7 @@ def bad_inputs(tiny, tmp_path):
 
 CASES = ["run without config", "run without checkpoint", "missing exemplar", "corrupt input", "label id too high",
          "photo as input", "label map as exemplar", "no exemplar input", "wrong channels", "different kinds",
-         "exemplar map of another size", "bad checkpoint path"]
+         "non-finite array", "exemplar map of another size", "bad checkpoint path"]
 
 
 @pytest.mark.parametrize("case", CASES)

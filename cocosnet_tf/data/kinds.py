@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cocosnet_tf.fileio import ConfigError
+from cocosnet_tf.fileio import ConfigError, require
 
 if TYPE_CHECKING:
     from cocosnet_tf.config import DataConfig
@@ -32,11 +32,6 @@ POSE_CHANNELS = 20
 # the forms a user's semantic input comes in (translate compares them between the
 # input and the exemplar's map)
 LABEL_MAP, EDGE_MAP, PHOTO, KEYPOINTS, ARRAY = "label map", "edge map", "photo", "keypoint files", ".npy array"
-
-
-def _require(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: {message}")
 
 
 class DatasetKind(abc.ABC):
@@ -58,7 +53,7 @@ class DatasetKind(abc.ABC):
     def check(self, data: DataConfig) -> None:
         """Config checks that only this kind needs (ConfigError on failure)."""
         if self.from_files:
-            _require(bool(data.root), "data.root", f"the {self.name!r} dataset needs a root folder")
+            require(bool(data.root), "data.root", f"the {self.name!r} dataset needs a root folder")
 
     @abc.abstractmethod
     def build_source(self, data: DataConfig) -> Source: ...
@@ -158,19 +153,19 @@ class Synthetic(_LabelKind):
     from_files = False
 
     def check(self, data: DataConfig) -> None:
-        _require(data.label_nc >= SYNTHETIC_CLASSES, "data.label_nc",
-                 f"{data.label_nc} is below the {SYNTHETIC_CLASSES} labels present in the synthetic scenes "
-                 f"(background + {SYNTHETIC_CLASSES - 1} object classes); allowed: >= {SYNTHETIC_CLASSES}")
+        require(data.label_nc >= SYNTHETIC_CLASSES, "data.label_nc",
+                f"{data.label_nc} is below the {SYNTHETIC_CLASSES} labels present in the synthetic scenes "
+                f"(background + {SYNTHETIC_CLASSES - 1} object classes); allowed: >= {SYNTHETIC_CLASSES}")
         s = data.synthetic
-        _require(s.num_samples >= 1, "data.synthetic.num_samples", f"must be >= 1, got {s.num_samples}")
+        require(s.num_samples >= 1, "data.synthetic.num_samples", f"must be >= 1, got {s.num_samples}")
         most = SYNTHETIC_CLASSES - 1 if s.motion == "objects" else 32
-        _require(1 <= s.min_objects <= s.max_objects <= most, "data.synthetic.min_objects",
-                 f"need 1 <= min_objects ({s.min_objects}) <= max_objects ({s.max_objects}) <= {most}"
-                 + (" (motion objects: one object per class)" if s.motion == "objects" else ""))
-        _require(0.0 <= s.warp_strength <= 2.0, "data.synthetic.warp_strength",
-                 f"must be within [0, 2], got {s.warp_strength}")
-        _require(0.0 <= s.cross_scene_probability <= 1.0, "data.synthetic.cross_scene_probability",
-                 f"must be a probability, got {s.cross_scene_probability}")
+        require(1 <= s.min_objects <= s.max_objects <= most, "data.synthetic.min_objects",
+                f"need 1 <= min_objects ({s.min_objects}) <= max_objects ({s.max_objects}) <= {most}"
+                + (" (motion objects: one object per class)" if s.motion == "objects" else ""))
+        require(0.0 <= s.warp_strength <= 2.0, "data.synthetic.warp_strength",
+                f"must be within [0, 2], got {s.warp_strength}")
+        require(0.0 <= s.cross_scene_probability <= 1.0, "data.synthetic.cross_scene_probability",
+                f"must be a probability, got {s.cross_scene_probability}")
 
     def build_source(self, data: DataConfig) -> Source:
         from cocosnet_tf.data.sources import SyntheticSource
@@ -179,7 +174,7 @@ class Synthetic(_LabelKind):
 
 def _check_pair_list(data: DataConfig) -> None:
     if data.exemplar.mode == "pair_list":
-        _require(bool(data.exemplar.pair_list), "data.exemplar.pair_list", "mode 'pair_list' needs a pair list file")
+        require(bool(data.exemplar.pair_list), "data.exemplar.pair_list", "mode 'pair_list' needs a pair list file")
 
 
 class Segmentation(_LabelKind):
@@ -213,8 +208,8 @@ class Edges(DatasetKind):
         super().check(data)
         _check_pair_list(data)
         e = data.edges
-        _require(0 <= e.canny_low <= e.canny_high, "data.edges.canny_low",
-                 f"need 0 <= canny_low ({e.canny_low}) <= canny_high ({e.canny_high})")
+        require(0 <= e.canny_low <= e.canny_high, "data.edges.canny_low",
+                f"need 0 <= canny_low ({e.canny_low}) <= canny_high ({e.canny_high})")
 
     def build_source(self, data: DataConfig) -> Source:
         from cocosnet_tf.data.edges import EdgeSource

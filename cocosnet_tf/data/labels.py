@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cocosnet_tf.data.kinds import POSE_CHANNELS
 from cocosnet_tf.fileio import DataError
 
 
@@ -71,20 +72,24 @@ def palette(n: int) -> np.ndarray:
     return colours
 
 
-def colourise(semantic: np.ndarray) -> np.ndarray:
-    """uint8 RGB picture of a semantic map of any kind, for previews.
+def colourise(semantic):
+    """A semantic map [..., H, W, C] (array or tensor) pictured as an RGB image in [-1, 1],
+    a tf.Tensor: the picture previews show and the spatially-correlative loss reads.
 
-    One channel: an edge map (white edges). 20 channels: a pose map (its RGB skeleton).
+    One channel: an edge map, white on black. POSE_CHANNELS: a pose map, its RGB skeleton.
     Otherwise: one-hot classes coloured by `palette` (the first channel wins, so class
-    colours hide the instance-boundary channel); unlabelled pixels are black.
+    colours hide the instance-boundary channel); a pixel of no class has argmax 0, and
+    class 0's colour is black too.
     """
-    semantic = np.asarray(semantic, dtype=np.float32)
+    # imported here: the data modules load without TensorFlow (every command's --help)
+    import tensorflow as tf
+
+    semantic = tf.convert_to_tensor(semantic)
     channels = semantic.shape[-1]
     if channels == 1:
-        return np.repeat((np.clip(semantic, 0, 1) * 255).astype(np.uint8), 3, axis=-1)
-    if channels == 20:
-        return (np.clip(semantic[..., :3], 0, 1) * 255).astype(np.uint8)
-    ids = np.argmax(semantic, axis=-1)
-    picture = palette(channels)[ids]
-    picture[semantic.max(axis=-1) <= 0] = 0
-    return picture
+        rgb = tf.repeat(tf.clip_by_value(semantic, 0.0, 1.0), 3, axis=-1)
+    elif channels == POSE_CHANNELS:
+        rgb = tf.clip_by_value(semantic[..., :3], 0.0, 1.0)
+    else:
+        rgb = tf.gather(tf.constant(palette(channels) / 255.0, semantic.dtype), tf.argmax(semantic, axis=-1))
+    return rgb * 2.0 - 1.0

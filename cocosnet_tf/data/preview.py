@@ -16,9 +16,8 @@ from PIL import Image
 
 from cocosnet_tf.cli import add_config_arguments, config_from_args, run
 from cocosnet_tf.data.geometry import xy_grid, sample_bilinear
-from cocosnet_tf.data.labels import colourise
 from cocosnet_tf.fileio import save_npz, save_png
-from cocosnet_tf.visualize import titled_grid, to_uint8
+from cocosnet_tf.visualize import label_picture, titled_grid, to_uint8
 
 COLUMNS = ("label", "exemplar", "exemplar label", "image", "flow", "warp by flow")
 
@@ -46,7 +45,7 @@ def sample_row(sample: dict) -> list[np.ndarray]:
         warped = np.where(known, to_uint8(sample_bilinear(sample["exemplar"], sample["flow"])), unknown)
     else:
         flow, warped = unknown, unknown
-    return [colourise(sample["label"]), to_uint8(sample["exemplar"]), colourise(sample["exemplar_label"]),
+    return [label_picture(sample["label"]), to_uint8(sample["exemplar"]), label_picture(sample["exemplar_label"]),
             to_uint8(sample["image"]), flow, warped]
 
 

@@ -23,7 +23,7 @@ two maps are compared where the output's map is in its top `keep` share.
 
 The network trunk is cocosnet_tf.losses.vgg's VGG16 with the taps `LAYERS`; the
 semantic input, a map of many channels, enters it pictured as the previews picture it
-(`colourise`), as the official code reads colour-coded label images.
+(cocosnet_tf.data.labels.colourise), as the official code reads colour-coded label images.
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ import keras
 import tensorflow as tf
 
 from cocosnet_tf import weights as cached_weights
-from cocosnet_tf.data.kinds import POSE_CHANNELS
-from cocosnet_tf.data.labels import palette
+from cocosnet_tf.data.labels import colourise
 from cocosnet_tf.losses.vgg import MissingWeightsError, build_vgg, features
 
 LAYERS = ("block3_conv1", "block4_conv1")  # relu3_1, relu4_1 of Keras' VGG16
@@ -63,24 +62,6 @@ def find_trunk_weights() -> Path:
 def build_trunk(weights: str | Path | None) -> keras.Model:
     """VGG16 from an image in [-1, 1] to relu3_1 and relu4_1 (weights=None: random, tests only)."""
     return build_vgg(weights, "vgg16", LAYERS)
-
-
-# ----------------------------------------------------------------------------- semantic maps
-
-
-def colourise(semantic: tf.Tensor) -> tf.Tensor:
-    """A semantic map [B, H, W, C] as an image in [-1, 1], pictured as the previews picture
-    it (cocosnet_tf.data.labels.colourise): an edge map white on black, a pose map its RGB
-    skeleton, one-hot classes in their palette colours, black where no class is set."""
-    channels = semantic.shape[-1]
-    if channels == 1:
-        rgb = tf.repeat(tf.clip_by_value(semantic, 0.0, 1.0), 3, axis=-1)
-    elif channels == POSE_CHANNELS:
-        rgb = tf.clip_by_value(semantic[..., :3], 0.0, 1.0)
-    else:
-        # a pixel of no class has argmax 0, and class 0's colour is black too
-        rgb = tf.gather(tf.constant(palette(channels) / 255.0, semantic.dtype), tf.argmax(semantic, axis=-1))
-    return rgb * 2.0 - 1.0
 
 
 # ----------------------------------------------------------------------------- the maps
