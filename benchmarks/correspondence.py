@@ -17,6 +17,11 @@ the machine down. Cases:
 - dense: the baseline, dense softmax attention at every level (what PatchMatch
   replaces), forward only, where its N x N matrices fit.
 
+With `--compiled-ops on` (beside `off`) every case also runs with PatchMatch's candidate
+scores by the compiled op (`runtime.compiled_ops`). One case alone, as a command to time
+from outside: `python benchmarks/correspondence.py --case JSON` with the keys of `cases`
+in main() and `release_memory`.
+
 Each case reports the first call (tracing, and XLA compilation when on) and the median
 of --repeats further calls. The table is printed as markdown and all figures are
 written to --out as JSON.
@@ -67,7 +72,7 @@ def case_step(case: dict):
     label = tf.constant(np.eye(nc, dtype=np.float32)[rng.integers(0, nc, (batch, size, size))])
     exemplar_label = tf.constant(np.eye(nc, dtype=np.float32)[rng.integers(0, nc, (batch, size, size))])
     exemplar = tf.constant(rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32))
-    with runtime_settings(RuntimeConfig(recompute=case["recompute"])):
+    with runtime_settings(RuntimeConfig(recompute=case["recompute"], compiled_ops=case["compiled_ops"])):
         net = CorrespondenceNet.from_config_object(ModelConfig(), nc)
     net(label[:, :16, :16], exemplar[:, :16, :16], exemplar_label[:, :16, :16])  # build the variables
 
@@ -119,8 +124,8 @@ def dense_fits(size: int, batch: int, limit_gb: float) -> bool:
 
 
 COLUMNS = [("mode", "mode"), ("size", "size"), ("batch", "batch"), ("XLA", "xla"), ("recompute", "recompute"),
-           ("first call (s)", "first_call_s"), ("median (s)", "median_s"), ("peak RSS (GB)", "peak_rss_gb"),
-           ("status", "status")]
+           ("compiled ops", "compiled_ops"), ("first call (s)", "first_call_s"), ("median (s)", "median_s"),
+           ("peak RSS (GB)", "peak_rss_gb"), ("status", "status")]
 
 
 def main(argv=None) -> int:
@@ -131,15 +136,18 @@ def main(argv=None) -> int:
     parser.add_argument("--semantic-nc", type=int, default=8)
     parser.add_argument("--recompute", nargs="+", choices=("off", "on"), default=["off", "on"],
                         help="gradient checkpointing in the train cases (the others have no backward pass)")
+    parser.add_argument("--compiled-ops", nargs="+", choices=("off", "on"), default=["off"],
+                        help="PatchMatch's scores by the compiled op (runtime.compiled_ops) or TensorFlow's ops")
     add_common_arguments(parser, "docs/results/correspondence.json", repeats=3)
     args = parser.parse_args(argv)
     if args.case:
         return run_child(run_case, args.case)
 
     cases = [{"mode": mode, "size": size, "batch": batch, "xla": xla == "on", "recompute": recompute == "on",
-              "repeats": args.repeats, "semantic_nc": args.semantic_nc, "max_rss_gb": args.max_rss_gb}
+              "compiled_ops": compiled == "on", "repeats": args.repeats, "semantic_nc": args.semantic_nc,
+              "max_rss_gb": args.max_rss_gb}
              for mode in args.modes for size in args.sizes for batch in args.batches for xla in args.xla
-             for recompute in (args.recompute if mode == "train" else ["off"])]
+             for recompute in (args.recompute if mode == "train" else ["off"]) for compiled in args.compiled_ops]
 
     def skipped(case):
         if case["mode"] == "dense" and not dense_fits(case["size"], case["batch"], args.max_rss_gb):

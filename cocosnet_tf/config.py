@@ -302,6 +302,11 @@ class RuntimeConfig:
     # no Grappler rewrites): two runs of one config end with the same weights, at some
     # cost in speed (docs/reproducibility.md)
     deterministic: bool = False
+    # PatchMatch's candidate scores by a compiled op (cocosnet_tf.custom_ops, built on
+    # first use with the system's C++ compiler) instead of TensorFlow's gather and
+    # einsum: the same values to float rounding, without the gathered candidates; falls
+    # back to TensorFlow's ops with a warning when it cannot be built, and under XLA
+    compiled_ops: bool = False
 
 
 @dataclass

@@ -97,7 +97,8 @@ def test_the_wheel_installs_one_top_level_package(wheel):
     names, _ = wheel
     assert {n.split("/")[0] for n in names if ".dist-info/" not in n} == {"cocosnet_tf"}
     assert {"cocosnet_tf/export/__main__.py", "cocosnet_tf/serving/__main__.py",
-            "cocosnet_tf/serving/models.config", "cocosnet_tf/py.typed"} <= set(names)
+            "cocosnet_tf/serving/models.config", "cocosnet_tf/py.typed",
+            "cocosnet_tf/custom_ops/candidate_scores.cc"} <= set(names)
 
 
 def test_every_console_script_resolves_and_answers_help_without_tensorflow(wheel, broken_tensorflow):

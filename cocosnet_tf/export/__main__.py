@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from dataclasses import replace
 
 from cocosnet_tf.cli import add_run_arguments, add_set_argument, run
 from cocosnet_tf.config import ConfigError
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> None:
         from cocosnet_tf.runs import find_checkpoint, load_model, load_run_config
 
         config = load_run_config(args.run, args.overrides)
+        # an exported graph holds TensorFlow ops only: a compiled op would need its
+        # library wherever the SavedModel is loaded, and ONNX has no such op
+        config = replace(config, runtime=replace(config.runtime, compiled_ops=False))
         x = config.export
         version = x.version if args.version is None else args.version
         path = layout.version_dir(args.out, args.name or x.model_name, version)

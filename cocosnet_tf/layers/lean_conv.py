@@ -19,6 +19,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from cocosnet_tf.layers.scopes import in_forward_scope
+
 
 # im2col buffers up to this size are left to TensorFlow's gradient kernels
 SMALL_BUFFER_BYTES = 64 * 2 ** 20
@@ -55,7 +57,7 @@ def conv2d(x: tf.Tensor, kernel: tf.Tensor, padding: str) -> tf.Tensor:
                 padded = x
             return dx, kernel_gradient(padded, dy, kh, kw)
 
-        return tf.nn.conv2d(x, kernel, 1, padding), gradient
+        return tf.nn.conv2d(x, kernel, 1, padding), in_forward_scope(gradient)
 
     # a tensor, not the variable: custom_gradient would otherwise ask for variables' gradients
     return convolve(x, tf.convert_to_tensor(kernel))

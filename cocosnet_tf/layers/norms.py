@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from cocosnet_tf.layers.scopes import in_forward_scope
+
 INSTANCE_EPSILON = 1e-5  # torch.nn.InstanceNorm2d
 PONO_EPSILON = 1e-8  # the official PositionalNorm2d
 
@@ -49,7 +51,7 @@ def divide_by_norm(x: tf.Tensor, epsilon: float) -> tf.Tensor:
             along = tf.where(norm > 0, g / (norm + epsilon), tf.zeros_like(g))
             return along - y * tf.math.divide_no_nan(dot, norm)
 
-        return y, gradient
+        return y, in_forward_scope(gradient)
 
     return normalised(x)
 

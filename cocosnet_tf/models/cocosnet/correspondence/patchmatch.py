@@ -118,7 +118,8 @@ class PatchMatchLevel(Composite, keras.layers.Layer):
             positions = sampling.nearest_position(positions, height, width)
 
         def score(q, p):
-            return sampling.scores(q, maps.values, p, height, width, "nearest", self.temperature)
+            return sampling.scores(q, maps.values, p, height, width, "nearest", self.temperature,
+                                   self.runtime.compiled_ops)
 
         logits = sampling.chunked(score, [maps.queries, positions], self.runtime.chunk)
         top, index = tf.math.top_k(logits, k=CANDIDATES)
@@ -246,7 +247,8 @@ class PatchMatchLevel(Composite, keras.layers.Layer):
         return step(queries, positions, values)
 
     def _final_step(self, queries, values, pooled, positions, height, width):
-        logits = sampling.scores(queries, values, positions, height, width, self.sampling, self.temperature)
+        logits = sampling.scores(queries, values, positions, height, width, self.sampling, self.temperature,
+                                 self.runtime.compiled_ops)
         weights = tf.nn.softmax(logits, axis=-1)
         colours = sampling.sample(pooled, positions, height, width, self.sampling)
         return tf.einsum("bmk,bmkc->bmc", weights, colours), weights

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from cocosnet_tf import custom_ops
+from cocosnet_tf.custom_ops import twin
 from cocosnet_tf.layers.remat import in_sequence, rematerialized
 
 
@@ -34,13 +36,10 @@ def nearest_position(positions: tf.Tensor, height, width) -> tf.Tensor:
     return tf.cast(tf.stack([index // width, index % width], axis=-1), positions.dtype)
 
 
-def sample(values: tf.Tensor, positions: tf.Tensor, height, width, mode: str) -> tf.Tensor:
-    """values [B, N, C] at positions [B, M, K, 2] -> [B, M, K, C].
-
-    'bilinear' is differentiable in the positions; 'nearest' is the official floor.
-    """
-    if mode == "nearest":
-        return tf.gather(values, nearest_index(positions, height, width), batch_dims=1)
+def corners(positions: tf.Tensor, height, width):
+    """The bilinear neighbourhood of positions [B, M, K, 2]: the flat indices (int32
+    [B, M, K]) of its top-left, top-right, bottom-left and bottom-right pixels, and the
+    fractions (wy, wx) [B, M, K, 1] towards the bottom and the right."""
     y, x = clamp(positions, height, width)
     # the top-left corner stays one pixel inside, so the bottom-right one exists
     y0 = tf.minimum(tf.floor(y), tf.cast(tf.maximum(height - 2, 0), y.dtype))
@@ -50,20 +49,46 @@ def sample(values: tf.Tensor, positions: tf.Tensor, height, width, mode: str) ->
     iy0, ix0 = tf.cast(y0, tf.int32), tf.cast(x0, tf.int32)
     iy1 = tf.minimum(iy0 + 1, height - 1)
     ix1 = tf.minimum(ix0 + 1, width - 1)
+    return (iy0 * width + ix0, iy0 * width + ix1, iy1 * width + ix0, iy1 * width + ix1), (wy, wx)
 
-    def at(iy, ix):
-        return tf.gather(values, iy * width + ix, batch_dims=1)
 
-    top = at(iy0, ix0) * (1 - wx) + at(iy0, ix1) * wx
-    bottom = at(iy1, ix0) * (1 - wx) + at(iy1, ix1) * wx
+def sample(values: tf.Tensor, positions: tf.Tensor, height, width, mode: str) -> tf.Tensor:
+    """values [B, N, C] at positions [B, M, K, 2] -> [B, M, K, C].
+
+    'bilinear' is differentiable in the positions; 'nearest' is the official floor.
+    """
+    if mode == "nearest":
+        return tf.gather(values, nearest_index(positions, height, width), batch_dims=1)
+    indices, (wy, wx) = corners(positions, height, width)
+    corner_values = (tf.gather(values, i, batch_dims=1) for i in indices)
+    return blend(*corner_values, wy, wx)
+
+
+def blend(top_left, top_right, bottom_left, bottom_right, wy, wx):
+    """The bilinear mix of the four corners' values (or of anything linear in them)."""
+    top = top_left * (1 - wx) + top_right * wx
+    bottom = bottom_left * (1 - wx) + bottom_right * wx
     return top * (1 - wy) + bottom * wy
 
 
 def scores(queries: tf.Tensor, values: tf.Tensor, positions: tf.Tensor, height, width, mode: str,
-           temperature: float) -> tf.Tensor:
-    """<query at m, value at candidate k> / temperature: queries [B, M, C] -> [B, M, K]."""
-    candidates = sample(values, positions, height, width, mode)
-    return tf.einsum("bmc,bmkc->bmk", queries, candidates) / temperature
+           temperature: float, compiled: bool = False) -> tf.Tensor:
+    """<query at m, value at candidate k> / temperature: queries [B, M, C] -> [B, M, K].
+
+    `compiled` (runtime.compiled_ops) scores with the compiled op, which reads each
+    candidate's row in place instead of gathering [B, M, K, C] (bilinearly: the corners'
+    scores, weighted as the corners' values would be); the TensorFlow ops otherwise.
+    """
+    if mode == "nearest":
+        index = nearest_index(positions, height, width)
+        if custom_ops.enabled(compiled):
+            return custom_ops.candidate_scores(queries, values, index) / temperature
+        return twin.candidate_scores(queries, values, index) / temperature
+    if not custom_ops.enabled(compiled):
+        return tf.einsum("bmc,bmkc->bmk", queries, sample(values, positions, height, width, mode)) / temperature
+    indices, (wy, wx) = corners(positions, height, width)
+    corner_scores = (custom_ops.candidate_scores(queries, values, i) for i in indices)
+    return blend(*corner_scores, wy[..., 0], wx[..., 0]) / temperature
 
 
 def chunked(fn, tensors: list[tf.Tensor], chunk: int) -> tf.Tensor:
