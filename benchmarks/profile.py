@@ -72,7 +72,7 @@ def scope_groups() -> None:
     already) a name scope per group, for this process only."""
     import tensorflow as tf
 
-    from cocosnet_tf.correspondence import network, patchmatch, sampling
+    from cocosnet_tf.models.cocosnet.correspondence import network, patchmatch, sampling
 
     def scoped(name, fn):
         def inner(*args, **kwargs):
@@ -175,7 +175,7 @@ def case_setup(case: dict):
 
     from cocosnet_tf.config import load_config
     from cocosnet_tf.data.pipeline import build_dataset
-    from cocosnet_tf.model import CoCosNet
+    from cocosnet_tf.models.cocosnet.model import CoCosNet
 
     size = case["size"]
     overrides = [f"data.crop_size=[{size},{size}]", "train.batch_size=1", "losses.vgg=0", "losses.perceptual=0",

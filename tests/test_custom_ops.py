@@ -7,10 +7,10 @@ import tensorflow as tf
 
 from cocosnet_tf import custom_ops
 from cocosnet_tf.config import RuntimeConfig
-from cocosnet_tf.correspondence import sampling
-from cocosnet_tf.correspondence.network import CorrespondenceNet
+from cocosnet_tf.models.cocosnet.correspondence import sampling
+from cocosnet_tf.models.cocosnet.correspondence.network import CorrespondenceNet
 from cocosnet_tf.custom_ops import twin
-from cocosnet_tf.model import global_policy
+from cocosnet_tf.models.training import global_policy
 from cocosnet_tf.runtime import runtime_settings
 
 TOLERANCE = {tf.float32: 1e-5, tf.float64: 1e-12}
