@@ -26,6 +26,16 @@ def current_rss_gb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
+def timed_calls(call, repeats: int) -> tuple[float, list[float]]:
+    """The first call's seconds (tracing included), then each of `repeats` more calls'."""
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return times[0], times[1:]
+
+
 def guard_memory(limit_gb: float) -> None:
     """Stop this process (exit 3) as soon as its RSS passes the limit."""
 

@@ -30,7 +30,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from harness import (ROOT, add_common_arguments, current_rss_gb, guard_memory, markdown_table, peak_rss_gb,
+from harness import (ROOT, timed_calls, add_common_arguments, current_rss_gb, guard_memory, markdown_table, peak_rss_gb,
                      run_cases, run_child, write_report)
 
 COLUMNS = [("backend", "backend"), ("size", "size"), ("first call (s)", "first_s"), ("p50 (s)", "p50_s"),
@@ -74,14 +74,7 @@ def run_case(case: dict) -> dict:
             args = [tf.constant(inputs[k]) for k in ("label", "exemplar", "exemplar_label")]
             call = lambda: tf.nest.map_structure(lambda v: v.numpy(), fn(*args))  # noqa: E731
     idle = current_rss_gb()
-    start = time.perf_counter()
-    call()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(case["repeats"]):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
+    first, times = timed_calls(call, case["repeats"])
     return {"status": "ok", "first_s": round(first, 2), "p50_s": round(statistics.median(times), 3),
             "p95_s": round(percentile(times, 0.95), 3), "idle_rss_gb": round(idle, 2),
             "peak_rss_gb": round(peak_rss_gb(), 2)}

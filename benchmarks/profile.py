@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 from harness import add_common_arguments, current_rss_gb, guard_memory, markdown_table, peak_rss_gb, run_cases, \
-    run_child, write_report
+    run_child, timed_calls, write_report
 
 MODES = ("inference", "train")
 # the op groups, each the name scopes its ops carry: the first that matches an op's name
@@ -216,14 +216,7 @@ def run_case(case: dict) -> dict:
     scope_groups()
     call, flat_graph = case_setup(case)
     peaks = [sgemm_peak()]  # before and after the step: the machine's load moves
-    start = time.perf_counter()
-    call()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(case["repeats"]):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
+    first, times = timed_calls(call, case["repeats"])
     wall = statistics.median(times)
     peak = peak_rss_gb()
 
