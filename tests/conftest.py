@@ -1,5 +1,6 @@
 import contextlib
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -9,6 +10,21 @@ import pytest  # noqa: E402
 from cocosnet_tf.config import load_config  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def restored_dtype_policy():
+    """The global dtype policy as each test found it: the training command sets it for its
+    process, and a test that runs the command in-process (and fails it) must not hand a
+    mixed_float16 policy to the tests after it. Keras is only looked at once loaded, so
+    tests that check that nothing imports TensorFlow stay meaningful."""
+    keras = sys.modules.get("keras")
+    before = keras.mixed_precision.dtype_policy() if keras else None
+    yield
+    if before is not None:
+        keras.mixed_precision.set_dtype_policy(before)
+    elif "keras" in sys.modules:
+        sys.modules["keras"].mixed_precision.set_dtype_policy("float32")
 
 
 @pytest.fixture
